@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "allreduce": "ecmpi.comm",
     "CommStats": "ecmpi.comm",
+    "CollectiveFeedback": "ecmpi.comm",
+    "ErrorFeedback": "ecmpi.compress.feedback",
     "ps_exchange": "ecmpi.comm",
     "feedback": "ecmpi.compress.feedback",
     "rng": "ecmpi.rng",
