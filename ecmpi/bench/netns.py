@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MPICH_TCP_ENV",
     "EmulatedCluster",
     "LinkCounters",
     "NetnsUnavailable",
     "check_available",
-    "MPICH_TCP_ENV",
 ]
 
 #: environment that makes MPICH use TCP between the namespaces
