@@ -1,0 +1,556 @@
+"""Datasets from spec strings, sharded by contiguous rows over the MPI ranks.
+
+A spec is ``SOURCE:ARGS``; ``load(spec, comm=comm)`` returns this rank's
+:class:`Shard`. Rank ``r`` of ``P`` owns rows ``[r*N//P, (r+1)*N//P)`` and,
+wherever the source allows, reads or generates only those rows:
+
+====================================  =================================================
+``synthetic:n=,d=,noise=,seed=``      Gaussian design, ``y = A w* + noise`` (regression)
+                                      or ``sign(A w* + noise)`` (classification)
+``syn:d=256[,n=,noise=,seed=]``       the ECQ-SGD "Syn-d" recipe: same generator, n=10000
+``quadratic:d=,kappa=[,mu=,n=,...]``  rows whose Gram matrix has eigenvalues mu..kappa*mu
+``sklearn:NAME``                      breast_cancer, digits (parity or ``digit=K``), diabetes
+``libsvm:PATH[,n_features=,...]``     LibSVM/SVMlight text; parses only this rank's lines
+``hdf5:PATH[,x=X,y=y]``               two datasets; each rank reads its row slice
+====================================  =================================================
+
+Every source also takes ``scale=none|standard|maxabs|rownorm``, ``bias=`` (a
+constant column appended after scaling; ``true`` means 1) and
+``task=regression|classification``; these override the keyword arguments of
+:func:`load`. Scaling statistics are reduced over all ranks, so they do not
+depend on P. Binary labels are mapped to {-1, +1} (smaller value -> -1)
+unless ``task=regression``. The exact recipes are in docs/problems.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..rng import derive, random_u32
+from ._mpi import agree, allmax, allsum, default_comm
+
+__all__ = ["SOURCES", "Shard", "load", "normal", "parse_dataset_spec", "row_range"]
+
+#: stream identifiers of the generated data (folded into the seed by ``derive``)
+_DATA = 0xDA7A
+_FEATURES, _WEIGHTS, _NOISE, _BASIS, _TARGET = 1, 2, 3, 4, 5
+
+_SCALES = ("none", "standard", "maxabs", "rownorm")
+_TASKS = ("regression", "classification")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This rank's rows of a dataset.
+
+    Attributes:
+        A: ``(n_local, d)`` features of rows ``offset .. offset+n_local-1``.
+        y: ``(n_local,)`` targets (in {-1, +1} for classification).
+        n_global: N, rows over all ranks.
+        offset: global index of this rank's first row.
+        d: number of columns of ``A`` (the bias column included).
+        spec: the dataset spec string.
+        task: ``"regression"`` or ``"classification"``.
+        info: source facts (e.g. the quadratic's eigenvalues, the true w*).
+    """
+
+    A: np.ndarray
+    y: np.ndarray
+    n_global: int
+    offset: int
+    d: int
+    spec: str
+    task: str
+    info: dict[str, Any]
+
+    @property
+    def n_local(self) -> int:
+        """Rows on this rank."""
+        return int(self.A.shape[0])
+
+
+def row_range(n: int, size: int, rank: int) -> tuple[int, int]:
+    """Rows ``[rank*n//size, (rank+1)*n//size)`` owned by ``rank`` of ``size``."""
+    return rank * n // size, (rank + 1) * n // size
+
+
+# -- random numbers -------------------------------------------------------------------
+
+
+def normal(key: int, stream: int, start: int, count: int) -> np.ndarray:
+    """Standard normal draws ``start .. start+count-1`` of the stream ``(key, stream)``.
+
+    Box-Muller on the 32-bit Philox stream of :mod:`ecmpi.rng`: draw ``k`` uses
+    words ``2k`` and ``2k+1``,
+    ``u1 = (w_{2k} + 0.5) 2^-32``, ``u2 = w_{2k+1} 2^-32``,
+    ``z_k = sqrt(-2 ln u1) cos(2 pi u2)``. Element ``k`` depends only on
+    ``k``, so any slice of rows can be generated on its own.
+    """
+    words = random_u32(key, stream, 2 * start, 2 * count).astype(np.float64)
+    u1 = (words[0::2] + 0.5) * 2.0**-32
+    u2 = words[1::2] * 2.0**-32
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+# -- spec parsing ---------------------------------------------------------------------
+
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def _bias(v: str) -> float:
+    try:
+        return 1.0 if _bool(v) else 0.0
+    except ValueError:
+        return float(v)
+
+
+_COMMON: dict[str, Callable[[str], Any]] = {"scale": str, "bias": _bias, "task": str}
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """Split a spec into ``(source, path_or_name, options)``, options converted to types.
+
+    ``libsvm:PATH,k=v`` and ``hdf5:PATH,k=v`` take a path first (it may not
+    contain a comma); ``sklearn:NAME,k=v`` a name; the generators only ``k=v``.
+
+    Raises:
+        ValueError: unknown source, malformed item, unknown or repeated key, bad value.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"dataset spec must be a non-empty string, got {spec!r}")
+    source, _, rest = spec.strip().partition(":")
+    source = source.strip().lower()
+    if source not in SOURCES:
+        raise ValueError(
+            f"unknown dataset source {source!r} in {spec!r}; available: {', '.join(SOURCES)}"
+        )
+    keys, takes_path = SOURCES[source][1], SOURCES[source][2]
+    items = [s.strip() for s in rest.split(",")] if rest.strip() else []
+    path = None
+    if takes_path:
+        if not items or not items[0] or ("=" in items[0] and source == "sklearn"):
+            what = "a dataset name" if source == "sklearn" else "a file path"
+            raise ValueError(f"dataset spec {spec!r} needs {what} after '{source}:'")
+        path = items.pop(0)
+    allowed = {**keys, **_COMMON}
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"bad item {item!r} in dataset spec {spec!r}; use key=value")
+        if key not in allowed:
+            raise ValueError(
+                f"unknown key {key!r} for source {source!r} in {spec!r}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+        if key in opts:
+            raise ValueError(f"key {key!r} given twice in dataset spec {spec!r}")
+        try:
+            opts[key] = allowed[key](val.strip())
+        except ValueError as exc:
+            raise ValueError(f"bad value for {key!r} in dataset spec {spec!r}: {exc}") from None
+    return source, path, opts
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise ValueError(f"expected a positive integer, got {v}")
+    return n
+
+
+def _nonneg_float(v: str) -> float:
+    x = float(v)
+    if not math.isfinite(x) or x < 0:
+        raise ValueError(f"expected a finite non-negative number, got {v}")
+    return x
+
+
+def _nonneg_int(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError(f"expected a non-negative integer, got {v}")
+    return n
+
+
+# -- sources: each returns (A_local, y_local, n_global, task, info) --------------------
+
+_Raw = tuple[np.ndarray, np.ndarray, int, "str | None", dict[str, Any]]
+
+
+def _synthetic_rows(
+    n: int, d: int, noise: float, seed: int, task: str | None, r0: int, r1: int
+) -> _Raw:
+    """Rows ``r0..r1-1`` of ``a_i ~ N(0, I_d)``, ``w* ~ N(0, I_d/d)``, ``e_i ~ N(0, noise^2)``."""
+    key, s_x = derive(seed, _DATA, _FEATURES)
+    _, s_w = derive(seed, _DATA, _WEIGHTS)
+    _, s_e = derive(seed, _DATA, _NOISE)
+    A = normal(key, s_x, r0 * d, (r1 - r0) * d).reshape(r1 - r0, d)
+    w = normal(key, s_w, 0, d) / math.sqrt(d)
+    # row-wise sums: the same arithmetic for a row whatever block it is generated in
+    z = (A * w).sum(axis=1) + noise * normal(key, s_e, r0, r1 - r0)
+    task = task or "regression"
+    y = np.where(z >= 0, 1.0, -1.0) if task == "classification" else z
+    return A, y, n, task, {"w_true": w}
+
+
+def _synthetic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
+    n, d = opts.get("n", 1000), opts.get("d", 20)
+    r0, r1 = r(n)
+    return _synthetic_rows(n, d, opts.get("noise", 0.1), opts.get("seed", 0), task, r0, r1)
+
+
+def _syn(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
+    if "d" not in opts:
+        raise ValueError("the syn source needs d=, e.g. syn:d=256")
+    n = opts.get("n", 10_000)
+    r0, r1 = r(n)
+    return _synthetic_rows(n, opts["d"], opts.get("noise", 0.1), opts.get("seed", 0), task, r0, r1)
+
+
+def quadratic_spectrum(d: int, kappa: float, mu: float, spectrum: str) -> np.ndarray:
+    """Eigenvalues ``lambda_0 = mu <= ... <= lambda_{d-1} = kappa*mu``, linear or geometric."""
+    if d == 1:
+        return np.array([mu], dtype=np.float64)
+    t = np.arange(d, dtype=np.float64) / (d - 1)
+    if spectrum == "linear":
+        lam = mu * (1.0 + (kappa - 1.0) * t)
+    elif spectrum == "geometric":
+        lam = mu * kappa**t
+    else:
+        raise ValueError(f"spectrum must be 'linear' or 'geometric', got {spectrum!r}")
+    lam[0], lam[-1] = mu, kappa * mu
+    return lam
+
+
+def _quadratic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
+    """Rows ``a_i = sqrt(lambda_j N / m_j) q_j`` (``j = i mod d``, ``m_j`` rows share j),
+    ``b_i = a_i . x_true``: ``A^T A / N = Q diag(lambda) Q^T`` exactly in exact arithmetic."""
+    if "d" not in opts or "kappa" not in opts:
+        raise ValueError("the quadratic source needs d= and kappa=, e.g. quadratic:d=50,kappa=10")
+    d, kappa, mu = opts["d"], opts["kappa"], opts.get("mu", 1.0)
+    if kappa < 1:
+        raise ValueError(f"kappa must be >= 1, got {kappa}")
+    if mu <= 0:
+        raise ValueError(f"mu must be positive, got {mu}")
+    n = opts.get("n", 10 * d)
+    if n < d:
+        raise ValueError(f"the quadratic needs n >= d rows, got n={n}, d={d}")
+    if task == "classification":
+        raise ValueError("the quadratic source has real targets, not classification labels")
+    seed = opts.get("seed", 0)
+    lam = quadratic_spectrum(d, kappa, mu, opts.get("spectrum", "linear"))
+    key, s_q = derive(seed, _DATA, _BASIS)
+    _, s_t = derive(seed, _DATA, _TARGET)
+    G = normal(key, s_q, 0, d * d).reshape(d, d)
+    Q, R = np.linalg.qr(G)
+    Q = Q * np.where(np.diag(R) < 0, -1.0, 1.0)  # Haar-distributed orthogonal basis
+    x_true = normal(key, s_t, 0, d)
+    r0, r1 = r(n)
+    j = np.arange(r0, r1) % d
+    m = n // d + (j < n % d)
+    A = np.sqrt(lam[j] * n / m)[:, None] * Q[:, j].T
+    y = (A * x_true).sum(axis=1)
+    return A, y, n, "regression", {"eigenvalues": lam, "x_true": x_true}
+
+
+_SKLEARN = ("breast_cancer", "diabetes", "digits")
+
+
+def _sklearn(
+    name: str, opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None
+):
+    """The copies inside scikit-learn (read whole by sklearn, then sliced)."""
+    if name not in _SKLEARN:
+        raise ValueError(f"unknown sklearn dataset {name!r}; available: {', '.join(_SKLEARN)}")
+    if "digit" in opts and name != "digits":
+        raise ValueError(f"digit= applies to sklearn:digits only, not {name!r}")
+    import sklearn.datasets as skd
+
+    X, t = getattr(skd, f"load_{name}")(return_X_y=True)
+    X = np.asarray(X, dtype=np.float64)
+    t = np.asarray(t)
+    if name == "breast_cancer":  # 0 = malignant -> -1, 1 = benign -> +1
+        y = np.where(t == 1, 1.0, -1.0)
+    elif name == "digits":
+        k = opts.get("digit")
+        if k is None:  # parity: odd digits +1, even digits -1
+            y = np.where(t % 2 == 1, 1.0, -1.0)
+        else:
+            if not 0 <= k <= 9:
+                raise ValueError(f"digit must be in 0..9, got {k}")
+            y = np.where(t == k, 1.0, -1.0)
+    else:
+        y = t.astype(np.float64)
+    r0, r1 = r(X.shape[0])
+    return X[r0:r1], y[r0:r1], X.shape[0], None, {}
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dataset file not found: {path!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"dataset path is not a file: {path!r}")
+
+
+def _data_line(raw: bytes) -> bytes:
+    return raw.split(b"#", 1)[0].strip()
+
+
+def _libsvm_local(path: str, r: Callable[[int], tuple[int, int]]):
+    """Count data lines, then parse only lines of rows ``r0..r1-1`` into COO lists."""
+    _check_file(path)
+    with open(path, "rb") as f:
+        n = sum(1 for raw in f if _data_line(raw))
+    r0, r1 = r(n)
+    labels: list[float] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    k = -1
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = _data_line(raw)
+            if not line:
+                continue
+            k += 1
+            if k < r0:
+                continue
+            if k >= r1:
+                break
+            tokens = line.split()
+            try:
+                labels.append(float(tokens[0]))
+                for tok in tokens[1:]:
+                    idx, colon, val = tok.partition(b":")
+                    if not colon:
+                        bad = tok.decode(errors="replace")
+                        raise ValueError(f"expected index:value, got {bad!r}")
+                    if idx == b"qid":
+                        continue
+                    c = int(idx)
+                    if c < 0:
+                        raise ValueError(f"negative feature index {c}")
+                    rows.append(k - r0)
+                    cols.append(c)
+                    vals.append(float(val))
+            except ValueError as exc:
+                raise ValueError(f"{path}: line {lineno}: malformed LibSVM line: {exc}") from None
+    idx = np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+    return n, r0, r1, np.array(labels), *idx, np.array(vals)
+
+
+def _libsvm(path: str, opts: dict[str, Any], r, task, comm):
+    err: BaseException | None = None
+    try:
+        n, r0, r1, y, rows, cols, vals = _libsvm_local(path, r)
+    except (OSError, ValueError) as exc:
+        err = exc
+    agree(comm, err)
+    zb = opts.get("zero_based", "auto")
+    if zb not in ("auto", "true", "false"):
+        raise ValueError(f"zero_based must be auto, true or false, got {zb!r}")
+    lo = -allmax(comm, -(cols.min() if cols.size else math.inf))
+    hi = allmax(comm, cols.max() if cols.size else -1)
+    zero_based = lo == 0 if zb == "auto" else zb == "true"
+    if not zero_based and lo == 0:
+        raise ValueError(f"{path}: feature index 0 found but zero_based=false")
+    shift = 0 if zero_based else 1
+    d = int(hi) + 1 - shift if hi >= 0 else 0
+    if "n_features" in opts:
+        if opts["n_features"] < d:
+            raise ValueError(f"{path}: n_features={opts['n_features']} but indices reach {d}")
+        d = opts["n_features"]
+    if d == 0:
+        raise ValueError(f"{path}: no features found")
+    A = np.zeros((r1 - r0, d), dtype=np.float64)
+    np.add.at(A, (rows, cols - shift), vals)
+    return A, y.astype(np.float64), n, None, {}
+
+
+def _hdf5(path: str, opts: dict[str, Any], r, task, comm):
+    def local():
+        _check_file(path)
+        import h5py
+
+        xname, yname = opts.get("x", "X"), opts.get("y", "y")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from None
+        with f:
+            for name in (xname, yname):
+                if name not in f or not isinstance(f[name], h5py.Dataset):
+                    have = ", ".join(k for k in f if isinstance(f[k], h5py.Dataset)) or "none"
+                    raise ValueError(f"{path}: no dataset {name!r} (datasets: {have})")
+            X, Y = f[xname], f[yname]
+            if X.ndim != 2:
+                raise ValueError(f"{path}: {xname!r} must be 2-D (rows x features), got {X.shape}")
+            if Y.ndim != 1 or Y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"{path}: {yname!r} must be 1-D with {X.shape[0]} entries, got {Y.shape}"
+                )
+            r0, r1 = r(X.shape[0])
+            return X[r0:r1].astype(np.float64), Y[r0:r1].astype(np.float64), X.shape[0]
+
+    err: BaseException | None = None
+    out = None
+    try:
+        out = local()
+    except (OSError, ValueError) as exc:
+        err = exc
+    agree(comm, err)
+    A, y, n = out
+    return A, y, n, None, {}
+
+
+#: source -> (loader, option types, takes a path or name first)
+SOURCES: dict[str, tuple[Any, dict[str, Callable[[str], Any]], bool]] = {
+    "synthetic": (
+        _synthetic,
+        {"n": _positive_int, "d": _positive_int, "noise": _nonneg_float, "seed": _nonneg_int},
+        False,
+    ),
+    "syn": (
+        _syn,
+        {"n": _positive_int, "d": _positive_int, "noise": _nonneg_float, "seed": _nonneg_int},
+        False,
+    ),
+    "quadratic": (
+        _quadratic,
+        {
+            "d": _positive_int,
+            "kappa": float,
+            "mu": float,
+            "n": _positive_int,
+            "seed": _nonneg_int,
+            "spectrum": str,
+        },
+        False,
+    ),
+    "sklearn": (_sklearn, {"digit": int}, True),
+    "libsvm": (_libsvm, {"n_features": _positive_int, "zero_based": str.lower}, True),
+    "hdf5": (_hdf5, {"x": str, "y": str}, True),
+}
+
+
+# -- post-processing -------------------------------------------------------------------
+
+
+def _labels(y: np.ndarray, task: str | None, comm: Any) -> tuple[np.ndarray, str]:
+    """Map binary labels to {-1, +1}; decide the task if the source did not."""
+    local = np.unique(y)[:3]
+    values = sorted({float(v) for part in comm.allgather(local.tolist()) for v in part})
+    binary = len(values) == 2
+    if task == "classification":
+        if len(values) > 2:
+            raise ValueError(f"classification needs two label values, found more: {values[:3]}...")
+        if len(values) < 2:
+            raise ValueError(f"classification needs two label values, found {values}")
+    if task == "regression" or not binary:
+        return y, task or "regression"
+    hi = values[1]
+    return np.where(y == hi, 1.0, -1.0), "classification"
+
+
+def _scale(A: np.ndarray, how: str, n: int, comm: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Column statistics reduced over all ranks (rank-order sums, so independent of P's split
+    up to rounding)."""
+    if how == "none":
+        return A, {}
+    if how == "rownorm":
+        norms = np.sqrt((A * A).sum(axis=1))
+        return A / np.where(norms > 0, norms, 1.0)[:, None], {}
+    if how == "maxabs":
+        local = np.abs(A).max(axis=0) if A.shape[0] else np.zeros(A.shape[1])
+        m = allmax(comm, local)
+        m = np.where(m > 0, m, 1.0)
+        return A / m, {"maxabs": m}
+    mean = allsum(comm, A.sum(axis=0)) / n
+    var = allsum(comm, ((A - mean) ** 2).sum(axis=0)) / n
+    std = np.sqrt(var)
+    std = np.where(std > 0, std, 1.0)
+    return (A - mean) / std, {"mean": mean, "std": std}
+
+
+def load(
+    spec: str,
+    *,
+    comm: Any = None,
+    scale: str = "none",
+    bias: float | bool = False,
+    task: str | None = None,
+    dtype: Any = np.float64,
+) -> Shard:
+    """Load this rank's rows of the dataset ``spec`` (collective: every rank calls).
+
+    Args:
+        spec: ``SOURCE:ARGS`` (module docstring; docs/problems.md).
+        comm: the communicator to shard over (None: ecmpi's duplicate of COMM_WORLD).
+        scale: ``none``, ``standard`` (zero mean, unit variance per column, global
+            statistics), ``maxabs`` (divide each column by its global max |value|),
+            or ``rownorm`` (each row to unit l2 norm).
+        bias: append a constant column with this value (``True`` means 1.0) after scaling.
+        task: ``regression``, ``classification`` (labels must be binary) or None (binary
+            labels become classification, anything else regression).
+        dtype: floating dtype of ``A`` and ``y``.
+
+    Raises:
+        ValueError: unknown source or key, bad value, malformed file (with line number),
+            non-binary labels for classification. FileNotFoundError: missing file.
+            Raised on every rank alike.
+    """
+    comm = default_comm() if comm is None else comm
+    source, path, opts = parse_dataset_spec(spec)
+    scale = opts.pop("scale", scale)
+    bias = opts.pop("bias", bias)
+    task = opts.pop("task", task)
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be one of {', '.join(_SCALES)}, got {scale!r}")
+    if task is not None and task not in _TASKS:
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    if isinstance(bias, bool):
+        bias = 1.0 if bias else 0.0
+    bias = float(bias)
+    if not math.isfinite(bias):
+        raise ValueError(f"bias must be finite, got {bias}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype must be a floating type, got {dtype}")
+
+    def rows(n: int) -> tuple[int, int]:
+        return row_range(n, comm.size, comm.rank)
+
+    loader = SOURCES[source][0]
+    if source in ("libsvm", "hdf5"):
+        A, y, n, src_task, info = loader(path, opts, rows, task, comm)
+    elif source == "sklearn":
+        A, y, n, src_task, info = loader(path, opts, rows, task)
+    else:
+        A, y, n, src_task, info = loader(opts, rows, task)
+    if n == 0:
+        raise ValueError(f"dataset {spec!r} has no rows")
+    r0, _ = rows(n)
+    y, task = _labels(np.asarray(y, dtype=np.float64), task or src_task, comm)
+    A, stats = _scale(np.asarray(A, dtype=np.float64), scale, n, comm)
+    if bias:
+        A = np.hstack([A, np.full((A.shape[0], 1), bias)])
+    info = {**info, **stats}
+    A = np.ascontiguousarray(A, dtype=dtype)
+    y = np.ascontiguousarray(y, dtype=dtype)
+    return Shard(
+        A=A, y=y, n_global=int(n), offset=r0, d=A.shape[1], spec=spec, task=task, info=info
+    )
