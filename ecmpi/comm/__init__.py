@@ -1,0 +1,29 @@
+"""Compressed collectives on mpi4py.
+
+:func:`allreduce` sums (or averages) a vector over the ranks of a
+communicator with any ecmpi compressor, by one of four algorithms:
+
+- ``allgather``: every rank's payload to every rank (:mod:`ecmpi.comm.allgather`);
+- ``sra``: scatter-reduce-allgather with two-level error feedback (:mod:`ecmpi.comm.sra`);
+- ``ring``: compressed ring reduce-scatter, then a ring allgather (:mod:`ecmpi.comm.ring`);
+- ``ps``: parameter server, gather to a root and broadcast (:mod:`ecmpi.comm.ps`).
+
+Every rank ends with the same bits. :class:`CommStats` counts bytes and
+seconds; :class:`CollectiveFeedback` holds the error-feedback residuals.
+"""
+
+from .common import library_comm
+from .dispatch import allreduce
+from .ps import ps_broadcast, ps_exchange, ps_gather
+from .residuals import CollectiveFeedback
+from .stats import CommStats
+
+__all__ = [
+    "CollectiveFeedback",
+    "CommStats",
+    "allreduce",
+    "library_comm",
+    "ps_broadcast",
+    "ps_exchange",
+    "ps_gather",
+]

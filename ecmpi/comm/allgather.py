@@ -1,0 +1,55 @@
+"""``allgather``: every rank encodes its vector once, all payloads go to all ranks.
+
+1. Encode ``x`` (with the worker residual if error feedback is on),
+   seed ``(seed..., 0, 0)`` and ``rank``.
+2. ``Allgather`` the payload bytes (``Allgatherv`` when sizes may differ).
+3. Every rank decodes all P payloads and adds them in rank order 0..P-1,
+   so every rank computes the same bits.
+
+Wire volume per rank: ``(P-1)`` payloads sent and received. Right for
+sparse payloads and small P; the decode work grows with P.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._backend import array_module
+from ..compress.base import Compressor
+from ..compress.payload import Payload
+from .common import fixed_size, wire_size
+from .residuals import CollectiveFeedback, compensated_encode
+from .stats import CommStats
+from .transport import allgather_bytes
+
+__all__ = ["allgather_allreduce"]
+
+PHASE = 0
+
+
+def allgather_allreduce(
+    x: Any,
+    c: Compressor,
+    comm: Any,
+    *,
+    average: bool,
+    seed: tuple[int, ...],
+    feedback: CollectiveFeedback | None,
+    stats: CommStats,
+) -> Any:
+    """Sum (or mean) of ``x`` over ``comm`` by allgather of payloads. See the module docstring."""
+    size, rank = comm.size, comm.rank
+    d = x.shape[0]
+    xp = array_module(x)
+    h = feedback.residual("worker", d, x) if feedback is not None else None
+    with stats.timer("encode"):
+        payload = compensated_encode(c, x, h, seed=(*seed, PHASE, 0), rank=rank)
+    sizes = [wire_size(c, d, x.dtype)] * size if fixed_size(c) else None
+    bufs = allgather_bytes(payload.buf, comm, stats, sizes)
+    with stats.timer("decode"):
+        acc = xp.zeros(d, dtype=x.dtype)
+        for i, buf in enumerate(bufs):
+            c.decode_add(payload if i == rank else Payload.from_bytes(buf), acc)
+        if average:
+            acc /= size
+    return acc

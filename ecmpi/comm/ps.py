@@ -1,0 +1,145 @@
+"""``ps``: the parameter-server pattern (gather to a root, broadcast back).
+
+As a collective (:func:`ps_allreduce`):
+
+1. Every rank encodes ``x`` (worker residual), seed ``(seed..., 3, 0)`` and ``rank``.
+2. The payloads are gathered at ``root`` (uplink).
+3. The root decodes and adds them in rank order, divides by P when
+   averaging, adds its server residual and encodes the result with the
+   downlink compressor (default: the same; ``"none"`` sends full precision),
+   seed ``(seed..., 3, 0)`` with worker id ``P + root``.
+4. The payload is broadcast (downlink); every rank, the root included,
+   decodes it.
+
+The helpers :func:`ps_gather`, :func:`ps_broadcast` and :func:`ps_exchange`
+let an algorithm do its own server work (e.g. QESGD's model update) between
+the two directions. Uplink and downlink bytes are recorded separately
+(:attr:`CommStats.bytes_up`, :attr:`CommStats.bytes_down`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .._backend import array_module
+from ..compress.base import Compressor
+from ..compress.payload import Payload
+from .common import check_root, library_comm
+from .residuals import CollectiveFeedback, compensated_encode
+from .stats import CommStats
+from .transport import bcast_bytes, gather_bytes
+
+__all__ = ["ps_allreduce", "ps_broadcast", "ps_exchange", "ps_gather"]
+
+PHASE = 3
+
+
+def _record(stats: CommStats | None, call: CommStats) -> None:
+    if stats is not None:
+        if not isinstance(stats, CommStats):
+            raise TypeError(f"stats must be a CommStats, got {type(stats).__name__}")
+        stats.merge_call(call)
+
+
+def ps_gather(
+    payload: Payload, comm: Any = None, root: int = 0, *, stats: CommStats | None = None
+) -> list[Payload] | None:
+    """Gather every rank's payload at ``root``.
+
+    Collective over ``comm`` (a library-owned duplicate is used). Payloads may
+    differ in size between ranks.
+
+    Returns:
+        At ``root`` the P payloads in rank order (its own included, not
+        copied); ``None`` on the other ranks.
+    """
+    if not isinstance(payload, Payload):
+        raise TypeError(f"ps_gather takes a Payload, got {type(payload).__name__}")
+    comm = library_comm(comm)
+    root = check_root(comm, root)
+    call = CommStats()
+    bufs = gather_bytes(payload.buf, comm, root, call)
+    out = None
+    if bufs is not None:
+        out = [payload if i == root else Payload.from_bytes(b) for i, b in enumerate(bufs)]
+    _record(stats, call)
+    return out
+
+
+def ps_broadcast(
+    payload: Payload | None,
+    comm: Any = None,
+    root: int = 0,
+    *,
+    stats: CommStats | None = None,
+    like: Any = None,
+) -> Payload:
+    """Broadcast ``root``'s payload; other ranks pass ``None`` (ignored).
+
+    ``like`` (an array) puts the received bytes on its backend (CuPy or NumPy).
+    """
+    comm = library_comm(comm)
+    root = check_root(comm, root)
+    if comm.rank == root and not isinstance(payload, Payload):
+        raise TypeError(f"ps_broadcast at the root takes a Payload, got {type(payload).__name__}")
+    call = CommStats()
+    buf = bcast_bytes(payload.buf if comm.rank == root else None, comm, root, call, like=like)
+    _record(stats, call)
+    return payload if comm.rank == root else Payload.from_bytes(buf)
+
+
+def ps_exchange(
+    payload: Payload,
+    server: Callable[[list[Payload]], Payload],
+    *,
+    comm: Any = None,
+    root: int = 0,
+    stats: CommStats | None = None,
+    like: Any = None,
+) -> Payload:
+    """Gather payloads at ``root``, run ``server(payloads) -> Payload`` there, broadcast its result.
+
+    Returns the broadcast payload on every rank.
+    """
+    got = ps_gather(payload, comm, root, stats=stats)
+    reply = server(got) if got is not None else None
+    if got is not None and not isinstance(reply, Payload):
+        raise TypeError(f"the server function must return a Payload, got {type(reply).__name__}")
+    return ps_broadcast(reply, comm, root, stats=stats, like=like)
+
+
+def ps_allreduce(
+    x: Any,
+    c: Compressor,
+    comm: Any,
+    *,
+    average: bool,
+    seed: tuple[int, ...],
+    feedback: CollectiveFeedback | None,
+    stats: CommStats,
+    root: int = 0,
+    downlink: Compressor | None = None,
+) -> Any:
+    """Sum (or mean) of ``x`` through a parameter server at ``root``. See the module docstring."""
+    size, rank = comm.size, comm.rank
+    d = x.shape[0]
+    down = c if downlink is None else downlink
+    h = feedback.residual("worker", d, x) if feedback is not None else None
+    with stats.timer("encode"):
+        payload = compensated_encode(c, x, h, seed=(*seed, PHASE, 0), rank=rank)
+    bufs = gather_bytes(payload.buf, comm, root, stats)
+    reply = None
+    if bufs is not None:
+        with stats.timer("decode"):
+            acc = array_module(x).zeros(d, dtype=x.dtype)
+            for i, buf in enumerate(bufs):
+                c.decode_add(payload if i == rank else Payload.from_bytes(buf), acc)
+            if average:
+                acc /= size
+        hs = feedback.residual("server", d, x) if feedback is not None else None
+        with stats.timer("encode"):
+            reply = compensated_encode(down, acc, hs, seed=(*seed, PHASE, 0), rank=size + root)
+    buf = bcast_bytes(reply.buf if reply is not None else None, comm, root, stats, like=x)
+    with stats.timer("decode"):
+        return down.decode(reply if reply is not None else Payload.from_bytes(buf))

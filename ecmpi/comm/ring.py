@@ -1,0 +1,176 @@
+"""``ring``: compressed ring reduce-scatter, then a ring allgather of encoded chunks.
+
+With P ranks on a ring (rank ``r`` sends to ``r+1`` and receives from
+``r-1``, modulo P) and ``x`` split into P chunks (lengths differing by at
+most one):
+
+1. Reduce-scatter, hops ``s = 0 .. P-2``: rank ``r`` encodes its partial sum
+   of chunk ``(r-s-1) mod P`` (at hop 0 its own chunk; later the decoded
+   partial sum it received plus its own chunk), with error feedback on the
+   slice of that chunk in the worker residual, seed ``(seed..., 2, chunk,
+   segment)`` and ``rank``, and sends it right. After P-1 hops rank ``r``
+   holds the full sum of chunk ``r``.
+2. The owner divides by P when averaging, adds its server residual and
+   encodes the chunk once more (worker id ``P + r``).
+3. Allgather around the ring: the encoded chunks are forwarded P-1 times
+   without re-encoding; every rank decodes every chunk (its own included).
+
+Chunks are cut into segments of ``segment`` entries, each its own payload
+and message (``Isend``/``Irecv``), so the encoding of one segment overlaps
+the transfer of the previous one and a hop starts before the previous hop
+ended. Every rank sends and receives ``2(P-1)/P`` of one encoded vector, but
+the reduce-scatter compresses P-1 times in sequence: its error grows with P
+(error feedback at each hop compensates over steps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._backend import array_module, from_mpi_buffer, mpi_buffer, mpi_empty
+from ..compress.base import Compressor
+from ..compress.payload import Payload
+from .common import chunk_bounds, fixed_size, wire_size
+from .residuals import CollectiveFeedback, compensated_encode
+from .stats import CommStats
+
+__all__ = ["DEFAULT_SEGMENT", "ring_allreduce", "segments"]
+
+PHASE = 2
+#: entries per pipelined segment (1 MiB of float32)
+DEFAULT_SEGMENT = 1 << 18
+_TAG_REDUCE, _TAG_GATHER = 21, 22
+
+
+def segments(a: int, b: int, segment: int) -> list[tuple[int, int]]:
+    """``[a, b)`` cut into pieces of at most ``segment`` entries (none when empty)."""
+    return [(s, min(s + segment, b)) for s in range(a, b, segment)]
+
+
+class _Link:
+    """Messages to the right neighbour and from the left one, with accounting."""
+
+    def __init__(self, comm: Any, like: Any, stats: CommStats, fixed: bool):
+        self.comm, self.like, self.stats, self.fixed = comm, like, stats, fixed
+        self.right = (comm.rank + 1) % comm.size
+        self.left = (comm.rank - 1) % comm.size
+        self.sends: list[tuple[Any, Any]] = []
+
+    def send(self, buf: Any, tag: int) -> None:
+        from mpi4py import MPI
+
+        with self.stats.timer("communicate"):
+            host = mpi_buffer(buf)
+            req = self.comm.Isend([host, MPI.BYTE], dest=self.right, tag=tag)
+            self.sends.append((req, host))  # the buffer must live until the send completes
+        self.stats.sent(buf.shape[0])
+
+    def post(self, nbytes: int, tag: int) -> Any:
+        """Start receiving ``nbytes`` (fixed sizes) or defer to :meth:`wait` (probed)."""
+        from mpi4py import MPI
+
+        if not self.fixed:
+            return (None, None, tag)
+        with self.stats.timer("communicate"):
+            buf = mpi_empty(nbytes, self.like)
+            return (self.comm.Irecv([buf, MPI.BYTE], source=self.left, tag=tag), buf, tag)
+
+    def wait(self, handle: Any) -> Any:
+        from mpi4py import MPI
+
+        req, buf, tag = handle
+        with self.stats.timer("communicate"):
+            if req is None:
+                status = MPI.Status()
+                self.comm.Probe(source=self.left, tag=tag, status=status)
+                buf = mpi_empty(status.Get_count(MPI.BYTE), self.like)
+                self.comm.Recv([buf, MPI.BYTE], source=self.left, tag=tag)
+            else:
+                req.Wait()
+            out = from_mpi_buffer(buf, self.like)
+        self.stats.received(out.shape[0])
+        return out
+
+    def finish(self) -> None:
+        from mpi4py import MPI
+
+        with self.stats.timer("communicate"):
+            MPI.Request.Waitall([r for r, _ in self.sends])
+        self.sends.clear()
+
+
+def ring_allreduce(
+    x: Any,
+    c: Compressor,
+    comm: Any,
+    *,
+    average: bool,
+    seed: tuple[int, ...],
+    feedback: CollectiveFeedback | None,
+    stats: CommStats,
+    segment: int = DEFAULT_SEGMENT,
+) -> Any:
+    """Sum (or mean) of ``x`` over ``comm`` around a ring. See the module docstring."""
+    size, rank = comm.size, comm.rank
+    d = x.shape[0]
+    xp = array_module(x)
+    bounds = chunk_bounds(d, size)
+    segs = [segments(a, b, segment) for a, b in bounds]
+    hw = feedback.residual("worker", d, x) if feedback is not None else None
+    link = _Link(comm, x, stats, fixed_size(c))
+
+    def wire(a: int, b: int) -> int:
+        return wire_size(c, b - a, x.dtype)
+
+    def partial(buf: Any, a: int, b: int) -> Any:
+        with stats.timer("decode"):
+            acc = c.decode(Payload.from_bytes(buf))
+            acc += x[a:b]
+        return acc
+
+    # 1. reduce-scatter: hop s sends chunk (r-s-1) and receives chunk (r-s-2)
+    incoming: list[Any] = []
+    for s in range(size - 1):
+        c_out, c_in = (rank - s - 1) % size, (rank - s - 2) % size
+        posted = [link.post(wire(a, b), _TAG_REDUCE) for a, b in segs[c_in]]
+        for k, (a, b) in enumerate(segs[c_out]):
+            part = x[a:b] if s == 0 else partial(link.wait(incoming[k]), a, b)
+            h = hw[a:b] if hw is not None else None
+            with stats.timer("encode"):
+                p = compensated_encode(c, part, h, seed=(*seed, PHASE, c_out, k), rank=rank)
+            link.send(p.buf, _TAG_REDUCE)
+        incoming = posted
+
+    # 2. the owner's full sum of chunk r, encoded once more
+    ra, rb = bounds[rank]
+    hs = feedback.residual("server", rb - ra, x) if feedback is not None and rb > ra else None
+    have: dict[int, list[Any]] = {rank: []}
+    for k, (a, b) in enumerate(segs[rank]):
+        part = partial(link.wait(incoming[k]), a, b) if size > 1 else x[a:b].copy()
+        if average:
+            part /= size
+        h = hs[a - ra : b - ra] if hs is not None else None
+        with stats.timer("encode"):
+            p = compensated_encode(c, part, h, seed=(*seed, PHASE, rank, k), rank=size + rank)
+        have[rank].append(p.buf)
+
+    # 3. allgather: forward encoded chunks; decode one chunk while the next moves
+    out = xp.empty(d, dtype=x.dtype)
+
+    def decode_chunk(j: int) -> None:
+        with stats.timer("decode"):
+            for (a, b), buf in zip(segs[j], have.pop(j)):
+                c.decode(Payload.from_bytes(buf), out=out[a:b])
+
+    for t in range(size - 1):
+        c_out, c_in = (rank - t) % size, (rank - t - 1) % size
+        posted = [link.post(wire(a, b), _TAG_GATHER) for a, b in segs[c_in]]
+        for buf in have[c_out]:
+            link.send(buf, _TAG_GATHER)
+        have[c_in] = [link.wait(h) for h in posted]
+        if t > 0:
+            decode_chunk((rank - t + 1) % size)
+    link.finish()
+    for j in list(have):
+        decode_chunk(j)
+    return out
