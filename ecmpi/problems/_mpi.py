@@ -43,7 +43,7 @@ def allsum(comm: Any, x: Any) -> Any:
         A float for scalar input, else an array on ``x``'s backend.
     """
     scalar = np.ndim(x) == 0
-    host = np.ascontiguousarray(to_host(x), dtype=np.float64)
+    host = np.array(to_host(x), dtype=np.float64, order="C")  # a copy; 0-d stays 0-d
     if comm.size == 1:
         total = host.copy()
     else:
@@ -67,9 +67,9 @@ def allmax(comm: Any, value: Any) -> Any:
         from mpi4py import MPI
 
         return float(comm.allreduce(float(value), op=MPI.MAX))
-    host = np.ascontiguousarray(value, dtype=np.float64)
+    host = np.array(value, dtype=np.float64, order="C")
     if comm.size == 1:
-        return host.copy()
+        return host
     from mpi4py import MPI
 
     out = np.empty_like(host)

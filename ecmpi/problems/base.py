@@ -12,12 +12,19 @@ gradient. With equal shards ``f_tau`` is the plain shard average.
 
 Concrete problems (``lsq``, ``logreg``, ``quadratic``) implement the per-row
 loss and gradient; this class adds the MPI reductions and the constants.
+
+Everything that reduces over ranks (``loss``, ``grad``, the first access to a
+constant or to ``x_star``) is collective: every rank must call it, in the same
+order. Reductions add the ranks' parts in rank order, so their results are
+bitwise identical on every rank.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
+
+from ._mpi import allsum
 
 __all__ = ["Problem"]
 
@@ -53,13 +60,48 @@ class Problem(ABC):
         ``weight * (1/|idx|) sum_{i in idx} grad f_i(x) + l2 * x``."""
 
     # -- the global objective f (collective: every rank must call) -------------------
-    @abstractmethod
     def loss(self, x: Any) -> float:
-        """f(x), reduced over all ranks; identical on every rank."""
+        """f(x) = (1/P) sum_tau f_tau(x), reduced over all ranks; identical on every rank."""
+        return allsum(self.comm, self.local_loss(x)) / self.comm.size
 
-    @abstractmethod
     def grad(self, x: Any, out: Any = None) -> Any:
-        """grad f(x), reduced over all ranks; identical on every rank."""
+        """grad f(x) = (1/P) sum_tau grad f_tau(x), reduced; identical on every rank."""
+        g = allsum(self.comm, self.local_grad(x)) / self.comm.size
+        if out is None:
+            return g.astype(self.dtype, copy=False)
+        out[...] = g
+        return out
+
+    def allsum(self, x: Any) -> Any:
+        """``sum_tau x_tau`` over the ranks in rank order (collective, identical everywhere)."""
+        return allsum(self.comm, x)
+
+    def describe(self, *, solve: bool = True) -> dict[str, Any]:
+        """The problem for a log: name, dataset, N, d, ranks, l2, L, L_max, mu, kappa, f_star.
+
+        Collective. With ``solve=False`` ``f_star`` is NaN unless already computed.
+        """
+        f_star = self.f_star if solve else getattr(self, "_f_star", None)
+        L, mu = float(self.L), float(self.mu)
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "N": int(self.n_global),
+            "d": int(self.d),
+            "n_ranks": int(self.comm.size),
+            "l2": float(self.l2),
+            "L": L,
+            "L_max": float(self.L_max),
+            "mu": mu,
+            "kappa": L / mu if mu > 0 else float("inf"),
+            "f_star": float("nan") if f_star is None else float(f_star),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name} dataset={self.dataset!r} "
+            f"N={self.n_global} d={self.d} l2={self.l2:g} rank {self.comm.rank}/{self.comm.size}>"
+        )
 
     # -- constants -----------------------------------------------------------------
     @property

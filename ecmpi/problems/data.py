@@ -278,7 +278,12 @@ def _sklearn(
         raise ValueError(f"unknown sklearn dataset {name!r}; available: {', '.join(_SKLEARN)}")
     if "digit" in opts and name != "digits":
         raise ValueError(f"digit= applies to sklearn:digits only, not {name!r}")
-    import sklearn.datasets as skd
+    try:
+        import sklearn.datasets as skd
+    except ImportError:
+        raise ValueError(
+            "sklearn: datasets need scikit-learn (pip install 'ecmpi[data]')"
+        ) from None
 
     X, t = getattr(skd, f"load_{name}")(return_X_y=True)
     X = np.asarray(X, dtype=np.float64)
