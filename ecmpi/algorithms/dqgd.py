@@ -1,0 +1,365 @@
+"""DQ-GD and naive quantized GD (Lin, Kostina, Hassibi, arXiv 2002.02508).
+
+Differentially quantized gradient descent sends ``R`` bits per dimension per
+iteration and still converges linearly at ``max(sigma, rho*2^-R)``, where
+``sigma = (kappa-1)/(kappa+1)`` is the rate of exact GD with step
+``2/(L+mu)`` and ``rho`` the covering efficiency of the quantizer; the paper
+shows no method of this class beats ``max(sigma, 2^-R)``. Naive quantized GD
+only reaches ``sigma + rho*2^-R``.
+
+DQ-GD, worker ``p`` of ``P`` (``x_hat = x0``, ``e_p = 0`` known to all):
+
+1. ``z_p = x_hat + eta*e_p``; for ``P = 1`` this is exactly the GD iterate
+   from ``x0`` (``z_{t+1} = z_t - eta*grad f(z_t)``).                     [paper]
+2. ``u_p = grad f_p(z_p) - e_p``.                                         [paper]
+3. ``r_t = L*D*sigma^t + G + eps*r_{t-1}`` (``r_{-1} = 0``): a range fixed in
+   advance, so nothing but the codes is sent.                              [paper]
+4. ``q_p = Q_{R, r_t}(u_p)``, the uniform quantizer of
+   :mod:`ecmpi.compress.uniform`; ``e_p = q_p - u_p``.                     [paper]
+5. Exchange the packed codes (allgather of ``ceil(d*R/8)`` bytes, no header:
+   the range, widths and length are known to every rank).                  [standard]
+6. ``x_hat = x_hat - eta * (1/P) sum_p q_p`` (every rank decodes every
+   worker's codes in rank order, so ``x_hat`` is identical bit for bit).  [paper]
+
+Naive ``qgd``: ``q_p = Q_{R, r_t}(grad f_p(x_hat))`` with
+``r_t = L*D*a^t + G``, ``x_hat = x_hat - eta*(1/P) sum_p q_p``.            [paper]
+
+**Why this range covers the worst case** (``P = 1``, ``G = 0``). With
+``||z_t - x*|| <= D*sigma^t``: ``||grad f(z_t)||_2 <= L*D*sigma^t``, and the
+previous error obeys ``||e_t||_2 <= eps*r_{t-1}`` with
+``eps = sqrt(sum_i 4^-b_i)`` (= ``rho*2^-R``, ``rho = sqrt(d)``: the cube
+``[-r, r]^d`` covers the l2 ball of radius ``r`` with per-coordinate error
+``r*2^-R``). So ``||u_t||_inf <= ||u_t||_2 <= r_t`` and by induction no
+coordinate ever saturates; ``r_t = O(max(sigma, eps)^t)`` (times ``t`` when
+equal) and ``||x_hat_t - x*|| <= D*sigma^t + eta*eps*r_{t-1}``.
+``--range-norm linf`` [reconstructed] runs the same induction per coordinate:
+``|u_{t,i}| <= L*D*sigma^t + G + 2^-b_i * r_{t-1,i}``, so the range decays at
+``max(sigma, 2^-R)``, the rate function itself (``rho`` only multiplies the
+constant).
+
+Naive ``qgd``: ``||x_{t+1} - x*|| <= sigma*||x_t - x*|| + eta*eps*r_t`` with
+``r_t >= L*||x_t - x*||``, so the induction needs ``a >= sigma + eta*L*eps``
+(``eta*L = 1 + sigma`` at the default step). ``--qgd-range paper`` uses
+``a = sigma + eps`` (the paper's rate, ALGORITHMS.md), ``safe`` uses
+``a = sigma + eta*L*eps``. With the paper's range saturation is possible in
+the worst case; it is counted and logged.
+
+**P workers.** Each worker quantizes its own local gradient with its own
+error ``e_p``. ``G = max_p ||grad f_p(x*)||_2`` (computed once from the
+problem; 0 for one worker or identical shards) keeps the range valid when
+local gradients do not vanish at ``x*``; then the range, and the error,
+converge to a floor ``~G/(1-eps)`` and the method to a neighbourhood of
+``x*`` of radius ``O(eta*eps*G/(1-sigma))``. The worst-case guarantee above
+is for ``P = 1`` (and identical shards); for ``P > 1`` saturation is counted.
+
+Bits: ``bits_up = floor(d*R)`` per worker per step (``+ 32`` with
+``--scale``, which sends ``float32(||u||_inf)`` instead of the recursion);
+MPI moves ``ceil(bits_up/8)`` bytes, at most 7 bits of padding.
+``bits_down`` is what the allgather delivers, ``(P-1)*bits_up``.
+Extra trajectory datasets: ``saturated`` (coordinates out of range, summed
+over workers; a scalar allreduce for monitoring, not counted in the bits)
+and ``range`` (``max_i r_{t,i}``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..compress.uniform import (
+    bit_widths,
+    dequantize,
+    l2_error_factor,
+    linf_scale,
+    pack_codes,
+    quantize,
+    total_bits,
+    unpack_codes,
+)
+from .base import Algorithm, Hyper, RunContext, StepCost
+
+__all__ = ["DQGD", "QGD", "gd_contraction", "rate_dqgd", "rate_qgd"]
+
+
+def gd_contraction(L: float, mu: float, eta: float | None = None) -> float:
+    """``sigma = max(|1 - eta*L|, |1 - eta*mu|)``; ``(kappa-1)/(kappa+1)`` at ``eta = 2/(L+mu)``."""
+    if not (L > 0 and mu > 0 and L >= mu):
+        raise ValueError(f"need L >= mu > 0, got L={L}, mu={mu}")
+    if eta is None:
+        return (L - mu) / (L + mu)
+    if not eta > 0:
+        raise ValueError(f"step size must be positive, got {eta}")
+    return max(abs(1.0 - eta * L), abs(1.0 - eta * mu))
+
+
+def rate_dqgd(sigma: float, eps: float) -> float:
+    """DQ-GD's rate ``max(sigma, eps)`` with ``eps = rho*2^-R``."""
+    return max(sigma, eps)
+
+
+def rate_qgd(sigma: float, eps: float) -> float:
+    """Naive quantized GD's rate ``sigma + eps`` with ``eps = rho*2^-R``."""
+    return sigma + eps
+
+
+_COMMON: tuple[Hyper, ...] = (
+    Hyper("bits_per_dim", float, 4.0, "R, bits per dimension per iteration (fractional allowed)"),
+    Hyper("L", float, None, "smoothness for the range (default: the problem's L)"),
+    Hyper("mu", float, None, "strong convexity (default: the problem's mu)"),
+    Hyper("D", float, None, "bound on ||x0 - x*|| (default: the exact distance)"),
+    Hyper(
+        "grad_star",
+        float,
+        None,
+        "G, bound on the local gradients at x* (default: max_p ||grad f_p(x*)||)",
+    ),
+    Hyper("rho", float, None, "covering efficiency (default: exact, sqrt(d) for integer R)"),
+    Hyper("scale", bool, False, "send float32 ||u||_inf (32 bits) instead of the fixed range"),
+)
+
+
+class _QuantizedGD(Algorithm):
+    """Shared set-up: constants, widths, the exchange of packed codes."""
+
+    compressed: ClassVar[bool] = False
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        prob, comm = ctx.problem, ctx.comm
+        hp = {h.name: h.default for h in self.hyperparameters}
+        hp.update(ctx.params or {})
+        unknown = set(hp) - {h.name for h in self.hyperparameters}
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {sorted(unknown)}")
+        self.comm = comm
+        self.P = comm.Get_size()
+        self.d = int(prob.d)
+        self.dtype = np.dtype(getattr(prob, "dtype", np.float64))
+        self.R = float(hp["bits_per_dim"])
+        self.widths = bit_widths(self.d, self.R)
+        self.code_bits = total_bits(self.d, self.R)
+        self.scale = bool(hp["scale"])
+        x_star = np.asarray(prob.x_star, dtype=np.float64)
+        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(self.d)
+        x0 = np.array(x0, dtype=self.dtype, copy=True)
+        if x0.shape != (self.d,):
+            raise ValueError(f"{self.name}: x0 must have shape ({self.d},), got {x0.shape}")
+        self.L = float(hp["L"] if hp["L"] is not None else prob.L)
+        self.mu = float(hp["mu"] if hp["mu"] is not None else prob.mu)
+        self.eta = float(ctx.lr) if ctx.lr is not None else 2.0 / (self.L + self.mu)
+        self.sigma = gd_contraction(self.L, self.mu, self.eta)
+        d0 = float(np.linalg.norm(x0.astype(np.float64) - x_star))
+        self.D = float(hp["D"]) if hp["D"] is not None else d0
+        # local gradients: their smoothness and their size at x*, agreed by every rank
+        if self.P > 1:
+            from mpi4py import MPI
+
+            L_loc = float(prob.L_local) if hp["L"] is None else self.L
+            self.L_range = comm.allreduce(max(L_loc, self.L), op=MPI.MAX)
+        else:
+            self.L_range = self.L
+        if hp["grad_star"] is not None:
+            self.G = float(hp["grad_star"])
+        else:
+            g_loc = float(np.linalg.norm(np.asarray(prob.local_grad(x_star.astype(self.dtype)))))
+            self.G = comm.allreduce(g_loc, op=_max_op()) if self.P > 1 else g_loc
+        exact_eps = l2_error_factor(self.widths)
+        self.eps = exact_eps if hp["rho"] is None else float(hp["rho"]) * 2.0**-self.R
+        self.rho = self.eps * 2.0**self.R
+        for name in ("D", "G", "eps"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{self.name}: {name} must be finite and >= 0")
+        self.x_hat = x0
+        self.t = 0
+        self.nbytes = (self.code_bits + 7) // 8 + (4 if self.scale else 0)
+
+    # -- what subclasses share ---------------------------------------------------
+    @property
+    def x(self) -> np.ndarray:
+        return self.x_hat
+
+    def _exchange(self, codes: np.ndarray, r_sent: float | None) -> np.ndarray:
+        """Allgather every worker's packed codes (and scale); return their decoded mean."""
+        send = np.empty(self.nbytes, dtype=np.uint8)
+        off = 0
+        if self.scale:
+            send[:4] = np.frombuffer(np.float32(r_sent).tobytes(), dtype=np.uint8)
+            off = 4
+        send[off:] = pack_codes(codes, self.widths)
+        recv = np.empty((self.P, self.nbytes), dtype=np.uint8)
+        if self.P > 1:
+            self.comm.Allgather(send, recv)
+        else:
+            recv[0] = send
+        acc = np.zeros(self.d, dtype=np.float64)
+        for p in range(self.P):
+            r_p = float(recv[p, :4].view(np.float32)[0]) if self.scale else self._r
+            acc += dequantize(unpack_codes(recv[p, off:], self.widths), r_p, self.widths)
+        return acc / self.P
+
+    def _quantize(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None, int]:
+        """Codes, the decoded q, the sent scale (or None) and the saturated count."""
+        r = linf_scale(u) if self.scale else self._r
+        codes, sat = quantize(u, r, self.widths)
+        return codes, dequantize(codes, r, self.widths), (r if self.scale else None), sat
+
+    def _cost(self, sat: int, r: Any) -> StepCost:
+        bits = self.code_bits + (32 if self.scale else 0)
+        total_sat = self.comm.allreduce(sat) if self.P > 1 else sat
+        return StepCost(
+            bits_up=bits,
+            bits_down=(self.P - 1) * bits,
+            extra={"saturated": float(total_sat), "range": float(np.max(r))},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        out = dict(self.ctx.params or {})
+        out.update(
+            bits_per_dim=self.R,
+            code_bits=self.code_bits,
+            L=self.L,
+            mu=self.mu,
+            D=self.D,
+            grad_star=self.G,
+            eta=self.eta,
+            sigma=self.sigma,
+            rho=self.rho,
+            eps=self.eps,
+            scale=self.scale,
+            theory_rate=self.theory_rate,
+        )
+        return out
+
+    @property
+    def theory_rate(self) -> float:
+        raise NotImplementedError
+
+
+def _max_op() -> Any:
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+class DQGD(_QuantizedGD):
+    """Differentially quantized GD. See the module docstring for the steps and the proof."""
+
+    name: ClassVar[str] = "dqgd"
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = (
+        *_COMMON,
+        Hyper(
+            "range_norm",
+            str,
+            "l2",
+            "range recursion: l2 (rho*2^-R feedback) or linf (2^-b_i per coordinate)",
+            choices=("l2", "linf"),
+        ),
+    )
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        norm = (ctx.params or {}).get("range_norm", "l2")
+        if norm not in ("l2", "linf"):
+            raise ValueError(f"dqgd: range_norm must be 'l2' or 'linf', got {norm!r}")
+        self.range_norm = norm
+        self.e = np.zeros(self.d, dtype=np.float64)
+        # the range state r_{t-1}: scalar (l2) or per coordinate (linf)
+        self.r_prev = np.zeros(self.d) if norm == "linf" else np.zeros(())
+        self._fb = np.exp2(-self.widths.astype(np.float64)) if norm == "linf" else self.eps
+
+    @property
+    def theory_rate(self) -> float:
+        eps = float(np.max(self._fb)) if self.range_norm == "linf" else self.eps
+        return rate_dqgd(self.sigma, eps)
+
+    @property
+    def z(self) -> np.ndarray:
+        """``x_hat + eta*e``: this worker's gradient point (exact GD for one worker)."""
+        return self.x_hat + self.eta * self.e
+
+    def next_range(self, t: int) -> Any:
+        """``r_t = L*D*sigma^t + G + eps*r_{t-1}`` (per coordinate for linf)."""
+        return self.L_range * self.D * self.sigma**t + self.G + self._fb * self.r_prev
+
+    def step(self, t: int) -> StepCost:
+        prob = self.ctx.problem
+        z = self.z
+        g = np.asarray(prob.local_grad(z.astype(self.dtype)), dtype=np.float64)
+        u = g - self.e
+        self._r = self.next_range(t)
+        codes, q, r_sent, sat = self._quantize(u)
+        self.e = q - u
+        mean_q = self._exchange(codes, r_sent)
+        self.x_hat = (self.x_hat - self.eta * mean_q).astype(self.dtype)
+        r_used = self._r if not self.scale else r_sent
+        self.r_prev = np.asarray(self._r, dtype=np.float64)
+        self.t = t + 1
+        return self._cost(sat, r_used)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x_hat": self.x_hat.copy(), "e": self.e.copy(), "r_prev": self.r_prev.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x_hat = np.array(state["x_hat"], dtype=self.dtype)
+        self.e = np.array(state["e"], dtype=np.float64)
+        self.r_prev = np.array(state["r_prev"], dtype=np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["range_norm"] = self.range_norm
+        return out
+
+
+class QGD(_QuantizedGD):
+    """Naive quantized GD: ``q_p = Q(grad f_p(x_hat))`` on ``[-r_t, r_t]``, ``r_t = L*D*a^t+G``."""
+
+    name: ClassVar[str] = "qgd"
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = (
+        *_COMMON,
+        Hyper(
+            "qgd_range",
+            str,
+            "paper",
+            "range decay a: paper (sigma + rho*2^-R) or safe (sigma + eta*L*rho*2^-R)",
+            choices=("paper", "safe"),
+        ),
+    )
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        mode = (ctx.params or {}).get("qgd_range", "paper")
+        if mode not in ("paper", "safe"):
+            raise ValueError(f"qgd: qgd_range must be 'paper' or 'safe', got {mode!r}")
+        self.qgd_range = mode
+        self.a = self.sigma + (self.eta * self.L if mode == "safe" else 1.0) * self.eps
+
+    @property
+    def theory_rate(self) -> float:
+        return self.a
+
+    def next_range(self, t: int) -> float:
+        """``r_t = L*D*a^t + G``."""
+        return self.L_range * self.D * self.a**t + self.G
+
+    def step(self, t: int) -> StepCost:
+        prob = self.ctx.problem
+        g = np.asarray(prob.local_grad(self.x_hat), dtype=np.float64)
+        self._r = self.next_range(t)
+        codes, _q, r_sent, sat = self._quantize(g)
+        mean_q = self._exchange(codes, r_sent)
+        self.x_hat = (self.x_hat - self.eta * mean_q).astype(self.dtype)
+        self.t = t + 1
+        return self._cost(sat, self._r if not self.scale else r_sent)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x_hat": self.x_hat.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x_hat = np.array(state["x_hat"], dtype=self.dtype)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update(qgd_range=self.qgd_range, a=self.a)
+        return out
