@@ -201,6 +201,41 @@ class TrajectoryWriter:
         f.flush()
         os.replace(tmp, self.path)
 
+    @classmethod
+    def resume(cls, path: str | os.PathLike, *, log_every: int = 1) -> TrajectoryWriter:
+        """Reopen a log to continue it from its newest checkpoint.
+
+        Rewrites the file (atomically, through a temporary file): the attributes,
+        the rows up to the checkpoint's step (rows logged only because of an
+        interruption, i.e. at steps not divisible by ``log_every``, are dropped so
+        the resumed file matches an uninterrupted run) and the checkpoint itself.
+
+        Raises:
+            ValueError: the log holds no valid checkpoint.
+        """
+        ck = read_checkpoint(path)
+        if ck is None:
+            raise ValueError(f"{path} holds no valid checkpoint to resume from")
+        log = open_log(path)
+        step = log.trajectory["step"]
+        keep = (step <= ck.step) & ((step % log_every == 0) | (step == 0))
+        rows = {k: v[keep] for k, v in log.trajectory.items()}
+        attrs = {
+            k: v
+            for k, v in log.attrs.items()
+            if k not in ("config", "finished_at", "stop_reason", "message", "steps_done")
+        }
+        resumes = int(attrs.get("resumed", 0)) + 1
+        attrs["resumed"] = resumes
+        return cls(
+            path,
+            attrs,
+            log.config,
+            overwrite=True,
+            initial_rows=rows,
+            initial_checkpoint=(ck.step, ck.blob),
+        )
+
     # -- rows ---------------------------------------------------------------------------
     def _new_column(self, name: str) -> None:
         if not name or "/" in name:

@@ -10,7 +10,16 @@ import importlib
 
 from .base import Algorithm, Hyper, RunContext, StepCost
 
-__all__ = ["ALGORITHMS", "Algorithm", "Hyper", "RunContext", "StepCost", "get"]
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "Hyper",
+    "RunContext",
+    "RunResult",
+    "StepCost",
+    "get",
+    "run",
+]
 
 #: command-line name -> "module:Class"
 ALGORITHMS: dict[str, str] = {
@@ -47,3 +56,12 @@ def get(name: str) -> type[Algorithm]:
         ) from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def __getattr__(name: str):
+    # the loop pulls in h5py and MPI: import it on first use only
+    if name in ("run", "RunResult"):
+        from . import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'ecmpi.algorithms' has no attribute {name!r}")

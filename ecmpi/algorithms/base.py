@@ -76,7 +76,11 @@ class StepCost:
     """What one step put on the wire for this worker (bits), plus optional extras.
 
     ``extra`` holds per-step scalars logged as additional trajectory datasets
-    (e.g. ``entropy_bits_up`` for ECQ-SGD, ``saturated`` for DQ-GD).
+    (e.g. ``entropy_bits_up`` for ECQ-SGD, ``saturated`` for DQ-GD). The loop
+    logs their rank mean; a name containing ``bits`` is summed over steps
+    (cumulative, like ``bits_up``), any other is the last step's value.
+    Every rank must report the same names from its first step on (or declare
+    them in :attr:`Algorithm.extra_metrics`).
     """
 
     bits_up: int = 0
@@ -93,6 +97,8 @@ class Algorithm(ABC):
     #: whether ``--compressor`` is used (False for full-precision baselines)
     compressed: ClassVar[bool] = True
     hyperparameters: ClassVar[tuple[Hyper, ...]] = ()
+    #: names of ``StepCost.extra`` entries, for extras that a first step may not report
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
@@ -110,7 +116,7 @@ class Algorithm(ABC):
         """This rank's complete state (arrays and scalars) for a checkpoint."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what :meth:`state_dict` returned."""
 
     def describe(self) -> dict[str, Any]:

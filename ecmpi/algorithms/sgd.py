@@ -1,0 +1,250 @@
+"""The baselines: ``gd``, ``sgd``, ``qsgd`` (quantized, no feedback) and ``ef-sgd``.
+
+All four average the workers' gradients with :func:`ecmpi.allreduce`, so every
+byte on the wire is counted from the real payloads, and every rank holds the
+same iterate bit for bit. With P workers, worker p's node objective f_p
+(:mod:`ecmpi.problems.base`) and step size eta_t:
+
+- ``gd`` [standard]: ``x <- x - eta * (1/P) sum_p grad f_p(x)``, full
+  precision (compressor ``none``; ``--compressor`` is ignored).
+- ``sgd`` [standard]: the same with minibatch gradients g_p of ``--batch-size``
+  rows of worker p's shard, drawn with replacement from :mod:`ecmpi.rng`
+  keyed by ``(seed, t, rank)`` (``--batch-size 0``: the full local gradient).
+- ``qsgd`` [standard] (Alistarh et al., NeurIPS 2017): ``x <- x - eta * (1/P)
+  sum_p C(g_p)`` with the chosen compressor and collective, no error feedback.
+- ``ef-sgd`` [standard] (Seide et al. 2014; Karimireddy et al., ICML 2019):
+  each worker keeps ``e_p = 0``; per step ``p = eta*g_p + e_p``, ``v = C(p)``,
+  ``e_p = p - v``, send v, ``x <- x - (1/P) sum_p v``. The residuals live in a
+  :class:`ecmpi.CollectiveFeedback`, so every compression inside the
+  collective is compensated (with ``sra``/``ring`` also the second, server
+  level one).
+
+Step sizes (``--lr``, default ``1/L``; ``--schedule`` for the stochastic ones):
+``constant``: eta; ``1/t``: ``eta / (1 + t/t0)``; ``stagewise`` (Epoch-SGD,
+Hazan & Kale 2014): stage k lasts ``stage_steps * stage_growth^k`` steps with
+step ``eta * decay^k``.
+
+Bits: ``bits_up``/``bits_down`` are the bytes this rank sent/received in the
+collective (``CommStats.last``), times 8.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..rng import derive, random_u32
+from .base import Algorithm, Hyper, RunContext, StepCost
+
+__all__ = ["EFSGD", "GD", "QSGD", "SGD", "default_lr", "minibatch", "step_size"]
+
+#: identifier folded into the minibatch stream (keeps it apart from compressor draws)
+MINIBATCH_STREAM = 0x4D42  # "MB"
+SCHEDULES = ("constant", "1/t", "stagewise")
+
+
+def default_lr(ctx: RunContext) -> float:
+    """``ctx.lr`` if given, else ``1/L`` of the problem (collective on first use of L)."""
+    if ctx.lr is not None:
+        lr = float(ctx.lr)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {ctx.lr!r}")
+        return lr
+    return 1.0 / float(ctx.problem.L)
+
+
+def minibatch(ctx: RunContext, t: int) -> np.ndarray | None:
+    """Rows of this rank's shard for step ``t``: ``batch_size`` draws with replacement.
+
+    Row ``j`` of the batch is ``floor(u_j * n_local / 2^32)`` with ``u_j`` the
+    j-th 32-bit word of the stream ``derive(seed, MINIBATCH_STREAM, t, rank)``.
+    Returns None for ``batch_size <= 0`` (use the full local gradient).
+    """
+    b = int(ctx.batch_size)
+    if b <= 0:
+        return None
+    n = int(ctx.problem.n_local)
+    key, stream = derive(ctx.seed, MINIBATCH_STREAM, t, ctx.comm.Get_rank())
+    u = random_u32(key, stream, 0, b).astype(np.uint64)
+    return ((u * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
+
+
+def step_size(lr: float, t: int, schedule: str, params: dict[str, Any]) -> float:
+    """The step at iteration ``t`` under ``schedule`` (see the module docstring)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "1/t":
+        return lr / (1.0 + t / float(params["t0"]))
+    if schedule == "stagewise":
+        length, growth, decay = int(params["stage_steps"]), float(params["stage_growth"]), 1.0
+        start, k = 0, 0
+        while t >= start + length:
+            start += length
+            length = max(1, round(length * growth))
+            k += 1
+        decay = float(params["decay"]) ** k
+        return lr * decay
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+_SCHEDULE_HYPERS = (
+    Hyper("schedule", str, "constant", "step-size schedule", choices=SCHEDULES),
+    Hyper("t0", float, 100.0, "1/t schedule: lr / (1 + t/t0)"),
+    Hyper("stage_steps", int, 100, "stagewise: length of the first stage"),
+    Hyper("stage_growth", float, 2.0, "stagewise: stage length factor per stage"),
+    Hyper("decay", float, 0.5, "stagewise: step factor per stage"),
+)
+
+
+class _AveragedGradient(Algorithm):
+    """Shared body: x <- x - eta_t * mean_p(message_p) through ecmpi.allreduce."""
+
+    name: ClassVar[str] = "gd"
+    use_compressor: ClassVar[bool] = False
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        from ..comm import CommStats
+
+        prob = ctx.problem
+        self.lr = default_lr(ctx)
+        self.params = self._resolve(ctx.params)
+        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
+        self._x = np.array(x0, dtype=prob.dtype, copy=True)
+        if self._x.shape != (prob.d,):
+            raise ValueError(f"x0 must have shape ({prob.d},), got {self._x.shape}")
+        self.compressor = ctx.compressor if self.use_compressor else "none"
+        if self.use_compressor and ctx.compressor is None:
+            raise ValueError(f"{self.name} needs a compressor")
+        self.stats = CommStats()
+
+    def _resolve(self, given: dict[str, Any]) -> dict[str, Any]:
+        out = {h.name: given.get(h.name, h.default) for h in self.hyperparameters}
+        unknown = sorted(set(given) - set(out))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
+        if "schedule" in out:
+            if out["schedule"] not in SCHEDULES:
+                raise ValueError(f"schedule must be one of {SCHEDULES}, got {out['schedule']!r}")
+            for k in ("t0", "stage_steps", "stage_growth", "decay"):
+                if not float(out[k]) > 0:
+                    raise ValueError(f"{k} must be positive, got {out[k]!r}")
+        return out
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x
+
+    def gradient(self, t: int) -> np.ndarray:
+        return self.ctx.problem.local_grad(self._x)
+
+    def eta(self, t: int) -> float:
+        return step_size(self.lr, t, self.params.get("schedule", "constant"), self.params)
+
+    def message(self, t: int) -> tuple[np.ndarray, float]:
+        """(vector to reduce, factor applied to the mean before the update)."""
+        return self.gradient(t), self.eta(t)
+
+    def reduce(self, v: np.ndarray, t: int) -> np.ndarray:
+        from ..comm import allreduce
+
+        ctx = self.ctx
+        return allreduce(
+            v,
+            self.compressor,
+            comm=ctx.comm,
+            algorithm=ctx.collective,
+            average=True,
+            seed=(ctx.seed, t),
+            stats=self.stats,
+        )
+
+    def step(self, t: int) -> StepCost:
+        v, factor = self.message(t)
+        mean = self.reduce(v, t)
+        if factor == 1.0:
+            self._x -= mean
+        else:
+            self._x -= factor * mean
+        last = self.stats.last
+        return StepCost(bits_up=8 * last.bytes_sent, bits_down=8 * last.bytes_received)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self._x.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._x = np.array(state["x"], dtype=self._x.dtype, copy=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.params, "lr": self.lr}
+
+
+class GD(_AveragedGradient):
+    """Full-precision distributed gradient descent. See the module docstring."""
+
+    name: ClassVar[str] = "gd"
+    compressed: ClassVar[bool] = False
+
+
+class SGD(_AveragedGradient):
+    """Full-precision minibatch SGD. See the module docstring."""
+
+    name: ClassVar[str] = "sgd"
+    stochastic: ClassVar[bool] = True
+    compressed: ClassVar[bool] = False
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _SCHEDULE_HYPERS
+
+    def gradient(self, t: int) -> np.ndarray:
+        idx = minibatch(self.ctx, t)
+        if idx is None:
+            return self.ctx.problem.local_grad(self._x)
+        return self.ctx.problem.batch_grad(self._x, idx)
+
+
+class QSGD(SGD):
+    """Quantized (compressed) SGD without error feedback. See the module docstring."""
+
+    name: ClassVar[str] = "qsgd"
+    compressed: ClassVar[bool] = True
+    use_compressor: ClassVar[bool] = True
+
+
+class EFSGD(SGD):
+    """SGD with error feedback and any compressor. See the module docstring."""
+
+    name: ClassVar[str] = "ef-sgd"
+    compressed: ClassVar[bool] = True
+    use_compressor: ClassVar[bool] = True
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        from ..comm import CollectiveFeedback
+
+        self.feedback = CollectiveFeedback()
+
+    def message(self, t: int) -> tuple[np.ndarray, float]:
+        return self.eta(t) * self.gradient(t), 1.0
+
+    def reduce(self, v: np.ndarray, t: int) -> np.ndarray:
+        from ..comm import allreduce
+
+        ctx = self.ctx
+        return allreduce(
+            v,
+            self.compressor,
+            comm=ctx.comm,
+            algorithm=ctx.collective,
+            average=True,
+            seed=(ctx.seed, t),
+            feedback=self.feedback,
+            stats=self.stats,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self._x.copy(), "feedback": self.feedback.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.feedback.load_state_dict(state.get("feedback", {}))
