@@ -64,7 +64,7 @@ def make(
         dataset: a spec for :func:`ecmpi.problems.data.load`; required for lsq and
             logreg; for quadratic either ``quadratic:d=..,kappa=..`` or None with
             ``dim`` and ``kappa``.
-        comm: communicator to shard over (None: ecmpi's duplicate of COMM_WORLD).
+        comm: communicator to shard over (ecmpi uses its own duplicate; None: COMM_WORLD).
         l2: regularization lambda (default 0).
         l2_rel: instead of ``l2``: ``lambda = l2_rel * L_data``.
         kappa, dim, mu, n, seed: the quadratic's condition number, dimension,

@@ -18,17 +18,13 @@ from .._backend import array_module, to_host
 
 __all__ = ["agree", "allmax", "allsum", "default_comm"]
 
-_DEFAULT_COMM: Any = None
 
+def default_comm(comm: Any = None) -> Any:
+    """ecmpi's duplicate of ``comm`` (None: ``COMM_WORLD``); see
+    :func:`ecmpi.comm.common.library_comm`. Collective on first use."""
+    from ..comm.common import library_comm
 
-def default_comm() -> Any:
-    """A duplicate of ``MPI.COMM_WORLD`` owned by ecmpi (created once)."""
-    global _DEFAULT_COMM
-    if _DEFAULT_COMM is None:
-        from mpi4py import MPI
-
-        _DEFAULT_COMM = MPI.COMM_WORLD.Dup()
-    return _DEFAULT_COMM
+    return library_comm(comm)
 
 
 def allsum(comm: Any, x: Any) -> Any:

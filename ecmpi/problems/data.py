@@ -504,7 +504,8 @@ def load(
 
     Args:
         spec: ``SOURCE:ARGS`` (module docstring; docs/problems.md).
-        comm: the communicator to shard over (None: ecmpi's duplicate of COMM_WORLD).
+        comm: the communicator to shard over (ecmpi uses its own duplicate; None:
+            COMM_WORLD).
         scale: ``none``, ``standard`` (zero mean, unit variance per column, global
             statistics), ``maxabs`` (divide each column by its global max |value|),
             or ``rownorm`` (each row to unit l2 norm).
@@ -518,7 +519,7 @@ def load(
             non-binary labels for classification. FileNotFoundError: missing file.
             Raised on every rank alike.
     """
-    comm = default_comm() if comm is None else comm
+    comm = default_comm(comm)
     source, path, opts = parse_dataset_spec(spec)
     scale = opts.pop("scale", scale)
     bias = opts.pop("bias", bias)

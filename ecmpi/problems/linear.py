@@ -43,8 +43,8 @@ class LinearModel(Problem):
 
     Args:
         shard: this rank's rows (:func:`ecmpi.problems.data.load`).
-        comm: the communicator the shard was loaded over (None: ecmpi's
-            duplicate of COMM_WORLD).
+        comm: the communicator the shard was loaded over (ecmpi uses its own
+            duplicate; None: COMM_WORLD).
         l2: the regularization lambda.
         l2_rel: instead of ``l2``: ``lambda = l2_rel * L_data`` (e.g. ``1e-4``
             for the ``lambda = L/1e4`` template).
@@ -64,7 +64,7 @@ class LinearModel(Problem):
     ):
         if not isinstance(shard, Shard):
             raise TypeError(f"shard must be an ecmpi.problems.data.Shard, got {type(shard)}")
-        self.comm = default_comm() if comm is None else comm
+        self.comm = default_comm(comm)
         self.shard = shard
         self.A = shard.A
         self.y = shard.y
@@ -112,6 +112,8 @@ class LinearModel(Problem):
 
     def _idx(self, idx: Any) -> np.ndarray:
         idx = np.asarray(idx)
+        if idx.size == 0:
+            idx = idx.astype(np.intp)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"idx must hold integer row indices, got dtype {idx.dtype}")
         idx = idx.reshape(-1)

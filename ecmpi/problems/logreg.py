@@ -36,7 +36,7 @@ class LogisticRegression(LinearModel):
     task = "classification"
 
     def __init__(self, shard: Shard, **kwargs: Any):
-        comm = kwargs.get("comm") or default_comm()
+        comm = kwargs["comm"] = default_comm(kwargs.get("comm"))
         bad = shard.y[(shard.y != 1) & (shard.y != -1)]
         err = None
         if bad.size:
