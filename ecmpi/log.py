@@ -202,13 +202,20 @@ class TrajectoryWriter:
         os.replace(tmp, self.path)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, *, log_every: int = 1) -> TrajectoryWriter:
+    def resume(
+        cls,
+        path: str | os.PathLike,
+        *,
+        log_every: int = 1,
+        config: Mapping[str, Any] | None = None,
+    ) -> TrajectoryWriter:
         """Reopen a log to continue it from its newest checkpoint.
 
         Rewrites the file (atomically, through a temporary file): the attributes,
         the rows up to the checkpoint's step (rows logged only because of an
         interruption, i.e. at steps not divisible by ``log_every``, are dropped so
         the resumed file matches an uninterrupted run) and the checkpoint itself.
+        ``config`` replaces the stored config (e.g. with a longer step budget).
 
         Raises:
             ValueError: the log holds no valid checkpoint.
@@ -230,7 +237,7 @@ class TrajectoryWriter:
         return cls(
             path,
             attrs,
-            log.config,
+            log.config if config is None else config,
             overwrite=True,
             initial_rows=rows,
             initial_checkpoint=(ck.step, ck.blob),

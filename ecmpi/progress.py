@@ -43,6 +43,7 @@ class Progress:
         self.bar = bool(isatty()) if bar is None and callable(isatty) else bool(bar)
         self.every = every or max(1, self.total // 20)
         self._last_draw = 0.0
+        self._last_line = -1
         self._t0 = time.perf_counter()
 
     @staticmethod
@@ -71,7 +72,8 @@ class Progress:
             bar = "#" * filled + "-" * (width - filled)
             self.stream.write(f"\r[{bar}] {step}/{self.total} {self._fmt(row)}\x1b[K")
             self.stream.flush()
-        elif force or step % self.every == 0:
+        elif (force or step % self.every == 0) and step != self._last_line:
+            self._last_line = step
             elapsed = time.perf_counter() - self._t0
             self.stream.write(f"step {step}/{self.total} {elapsed:.1f}s {self._fmt(row)}\n")
             self.stream.flush()
