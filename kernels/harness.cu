@@ -8,6 +8,7 @@
 //
 //   harness philox KEY STREAM START COUNT          -> u32[COUNT] then u16[COUNT]
 //   harness encode T CODEC PATH W n b s op stoch w key stream ef alpha beta
+//           (ef: 0 none, 1 plain alpha = beta = 1, 2 general)
 //           stdin x[n] (h[n] if ef)                 -> scales, codes, q[n], h_out[n] (if ef)
 //   harness decode T CODEC W n b s w ACC           stdin scales, codes (acc[n])  -> y[n] / acc[n]
 //   harness topkkey T n        stdin x[n]          -> keys[n]
@@ -125,6 +126,7 @@ static void encode(char** a) {
   int ef = atoi(a[11]);
   e.alpha = (T)strtod(a[12], nullptr);
   e.beta = (T)strtod(a[13], nullptr);
+  e.plain = ef == 1;
   std::vector<unsigned char> in = read_all();
   size_t need = (size_t)e.n * sizeof(T) * (ef ? 2 : 1);
   if (in.size() != need) {

@@ -34,15 +34,17 @@ ECMPI_HD double ec_qsgd_value(ec_u32 c, double r, int s) {
   return (r * m) / (double)s;
 }
 
-// Error-feedback input p = g + alpha*h and residual h' = beta*h + (g - q),
-// each operation rounded in the vector's dtype T (no contraction).
+// Error-feedback input p = g + alpha*h and residual h' = beta*h + (g - q)
+// (plain feedback, alpha = beta = 1: h' = p - q), each operation rounded in
+// the vector's dtype T (no contraction), as ecmpi/compress/feedback.py does.
 template <typename T>
 ECMPI_HD T ec_ef_input(T g, T h, T alpha) {
   T t = alpha * h;
   return g + t;
 }
 template <typename T>
-ECMPI_HD T ec_ef_residual(T g, T h, T q, T beta) {
+ECMPI_HD T ec_ef_residual(T g, T h, T p, T q, T beta, int plain) {
+  if (plain) return p - q;
   T a = beta * h;
   T d = g - q;
   return a + d;
@@ -60,6 +62,7 @@ struct EcEncode {
   int s;           // levels (qsgd); unused by sign
   int op;          // EC_L2 / EC_LINF / EC_L1
   int stochastic;
+  int plain;       // error feedback with alpha = beta = 1
   int w;           // code width
   ec_u64 key, stream;
   float* scales;
@@ -117,7 +120,7 @@ ECMPI_HD void ec_encode_group(const EcEncode<T>& a, ec_i64 g, const T* pv) {
       if (a.q_out || a.h_out) {
         T q = SIGN ? (c ? (T)rf : (T)(-rf)) : (T)ec_qsgd_value(c, r, a.s);
         if (a.q_out) a.q_out[i] = q;
-        if (a.h_out) a.h_out[i] = ec_ef_residual<T>(a.x[i], a.h[i], q, a.beta);
+        if (a.h_out) a.h_out[i] = ec_ef_residual<T>(a.x[i], a.h[i], pv[j], q, a.beta, a.plain);
       }
     }
     codes[j] = c;
@@ -272,11 +275,11 @@ __device__ void ec_decode_body(const EcDecode<T>& a, T* out, A* acc) {
 
 #define EC_ENCODE_PARAMS(T)                                                                   \
   const T *x, const T *h, T *h_out, T *q_out, T alpha, T beta, ec_i64 n, ec_i64 b, int s,     \
-      int op, int stochastic, int w, ec_u64 key, ec_u64 stream, float *scales, ec_u8 *codes, \
+      int op, int stochastic, int plain, int w, ec_u64 key, ec_u64 stream, float *scales, ec_u8 *codes, \
       ec_i64 code_nbytes
 #define EC_ENCODE_ARGS                                                                        \
   a.x = x; a.h = h; a.h_out = h_out; a.q_out = q_out; a.alpha = alpha; a.beta = beta;         \
-  a.n = n; a.b = b; a.s = s; a.op = op; a.stochastic = stochastic; a.w = w; a.key = key;      \
+  a.n = n; a.b = b; a.s = s; a.op = op; a.stochastic = stochastic; a.plain = plain; a.w = w; a.key = key;      \
   a.stream = stream; a.scales = scales; a.codes = codes; a.code_nbytes = code_nbytes;
 
 // extern "C" entry points: <prefix>_fused_<dtype>_w<W>, <prefix>_groups_..., scale_<dtype>

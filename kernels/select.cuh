@@ -22,10 +22,17 @@ ECMPI_HD ec_u64 ec_double_bits(double v) {
 }
 
 // Non-negative floats order like their bit patterns, so the complement of
-// |x|'s bits orders by decreasing magnitude.
-ECMPI_HD ec_u32 ec_topk_key_f32(float v) { return 0x7FFFFFFFu - (ec_float_bits(v) & 0x7FFFFFFFu); }
+// |x|'s bits orders by decreasing magnitude. NaN ranks as +inf (first), as
+// in the NumPy path.
+ECMPI_HD ec_u32 ec_topk_key_f32(float v) {
+  ec_u32 a = ec_float_bits(v) & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) a = 0x7F800000u;
+  return 0x7FFFFFFFu - a;
+}
 ECMPI_HD ec_u64 ec_topk_key_f64(double v) {
-  return 0x7FFFFFFFFFFFFFFFull - (ec_double_bits(v) & 0x7FFFFFFFFFFFFFFFull);
+  ec_u64 a = ec_double_bits(v) & 0x7FFFFFFFFFFFFFFFull;
+  if (a > 0x7FF0000000000000ull) a = 0x7FF0000000000000ull;
+  return 0x7FFFFFFFFFFFFFFFull - a;
 }
 
 // RandK keys of Philox block `blk`: entries 4*blk .. 4*blk+3 of the 32-bit stream.
