@@ -29,6 +29,7 @@ import numpy as np
 
 from .._backend import array_module, to_host
 from ..compress.base import Compressor
+from ..compress.feedback import ErrorFeedback, FeedbackState
 from ..compress.payload import Payload
 from ..rng import SeedLike
 
@@ -97,15 +98,14 @@ class CollectiveFeedback:
 def compensated_encode(
     c: Compressor, g: Any, h: Any | None, *, seed: SeedLike, rank: int
 ) -> Payload:
-    """Encode ``g`` with error feedback: ``p = g + h; payload = C(p); h <- p - decode(payload)``.
+    """Encode ``g`` with plain error feedback (:class:`ecmpi.compress.feedback.ErrorFeedback`).
 
-    ``h`` is updated in place (a view into a :class:`CollectiveFeedback`
-    residual); ``h=None`` encodes ``g`` as is.
+    ``p = g + h; payload = C(p); h <- p - decode(payload)``, with ``h`` (a view
+    into a :class:`CollectiveFeedback` residual) updated in place; ``h=None``
+    encodes ``g`` as is.
     """
     if h is None:
         return c.encode(g, seed=seed, rank=rank)
-    p = g + h
-    payload = c.encode(p, seed=seed, rank=rank)
-    q = c.decode(payload)
-    h[...] = p - q
+    payload, _, state = ErrorFeedback(c).update(g, FeedbackState(h), seed=seed, rank=rank)
+    h[...] = state.residual
     return payload
