@@ -100,6 +100,9 @@ class _StagedPS(Algorithm):
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         p = ctx.params
+        unknown = sorted(set(p) - {h.name for h in self.hyperparameters})
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
         prob = ctx.problem
         self.lr = default_lr(ctx)
         self.schedule = StageSchedule(
