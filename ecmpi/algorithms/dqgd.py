@@ -201,6 +201,11 @@ class _QuantizedGD(Algorithm):
 
     def _quantize(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None, int]:
         """Codes, the decoded q, the sent scale (or None) and the saturated count."""
+        if not np.all(np.isfinite(self._r)):
+            raise FloatingPointError(
+                f"{self.name}: the range r_t overflowed at step {self.t}: with R = {self.R:g} "
+                f"the theory rate is {self.theory_rate:.4g} >= 1 (diverges); use more bits"
+            )
         r = linf_scale(u) if self.scale else self._r
         codes, sat = quantize(u, r, self.widths)
         return codes, dequantize(codes, r, self.widths), (r if self.scale else None), sat
