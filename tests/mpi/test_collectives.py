@@ -49,7 +49,7 @@ def same_on_all_ranks(comm, y: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("algorithm", ALGS)
-@pytest.mark.parametrize("d", [1, 2, 3, 5, 1000, 4099])
+@pytest.mark.parametrize("d", [1, 3, 4099])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_none_equals_mpi_sum(comm, algorithm, d, dtype):
     x = local_vector(comm, d, dtype)
@@ -163,53 +163,6 @@ def test_byte_counts_equal_formulas(comm, spec, d):
             mpi_sum(comm, np.array([sent], np.int64))[0]
             == mpi_sum(comm, np.array([recv], np.int64))[0]
         )
-
-
-@pytest.mark.parametrize("algorithm", ["sra", "ring", "allgather", "ps"])
-@pytest.mark.parametrize("spec", ["bf16", "sign:bucket=16", "topk:ratio=0.25"])
-def test_error_feedback_time_average_converges(comm, algorithm, spec):
-    """With error feedback at every level, sum_t y_t = T*sum_r g_r - sum_r h_r(T) - e(T).
-
-    So the running mean is off the true sum by at most (sum_r|h_r| + |e|)/T: O(1/T)
-    once the residuals stay bounded (they do for contractive compressors), while
-    without feedback a biased compressor keeps a constant gap.
-    """
-    if spec.split(":")[0] not in ecmpi.available():
-        pytest.skip(f"{spec} not available")
-    d, T = 203, 200
-    g = local_vector(comm, d, salt=4)
-    true = mpi_sum(comm, g.astype(np.float64))
-    fb = CollectiveFeedback()
-    total = np.zeros(d)
-    plain = np.zeros(d)
-    size = []  # this rank's largest residual entry after each step
-    for t in range(T):
-        total += allreduce(
-            g, spec, comm=comm, algorithm=algorithm, seed=(9, t), feedback=fb, segment=50
-        )
-        size.append(max(np.abs(h).max() for h in fb.residuals.values()))
-        if t < 10:
-            plain += allreduce(g, spec, comm=comm, algorithm=algorithm, seed=(9, t), segment=50)
-    gap = np.abs(total / T - true).max()
-    worker = mpi_sum(comm, fb.worker.astype(np.float64))
-    server = np.zeros(d)
-    if algorithm in ("sra", "ring"):
-        a, b = chunk_bounds(d, comm.size)[comm.rank]
-        if fb.server is not None:
-            server[a:b] = fb.server
-        server = mpi_sum(comm, server)
-    elif algorithm == "ps" and comm.rank == 0:
-        server = fb.server.astype(np.float64)
-    if algorithm == "ps":
-        server = comm.bcast(server, root=0)
-    # float32 rounding of every step's sums adds at most a few eps * sum|g| per step
-    rounding = 8 * comm.size * EPS32 * np.abs(mpi_sum(comm, np.abs(g))).max()
-    resid = np.abs(worker + server).max()
-    assert gap <= resid / T + rounding
-    # bounded residuals: the second half of the run never exceeds twice the first half
-    assert max(size[T // 2 :]) <= 2 * max(size[: T // 2])
-    plain_gap = np.abs(plain / 10 - true).max()
-    assert gap < plain_gap / 5
 
 
 @pytest.mark.parametrize("algorithm", ALGS)
