@@ -116,8 +116,8 @@ def _encode_quant(
     alpha: float = 1.0,
     beta: float = 1.0,
 ) -> Payload:
-    cp = _cupy()
     _check_device(codec, x, h, q_out)
+    cp = _cupy()
     n = int(x.shape[0])
     tn = _tn(x.dtype)
     T = x.dtype.type
