@@ -75,7 +75,7 @@ def test_gd_contraction():
         {"bits_per_dim": 2.5},
         {"bits_per_dim": 0.5},
         {"bits_per_dim": 4, "range_norm": "linf"},
-        {"bits_per_dim": 3, "scale": True},
+        {"bits_per_dim": 3, "send_scale": True},
     ],
 )
 def test_z_is_the_exact_gd_iterate(params):
@@ -116,7 +116,7 @@ def test_bits_per_iteration_exact(cls, bits):
     assert cost.bits_up == math.floor(D_DIM * bits + 1e-9)
     assert cost.bits_down == 0
     assert alg.nbytes == math.ceil(cost.bits_up / 8)
-    scaled = make(cls, prob, prob.x_star + 1.0, bits_per_dim=bits, scale=True)
+    scaled = make(cls, prob, prob.x_star + 1.0, bits_per_dim=bits, send_scale=True)
     assert scaled.step(0).bits_up == math.floor(D_DIM * bits + 1e-9) + 32
 
 
@@ -146,7 +146,7 @@ def test_saturation_counted_and_logged(cls):
     prob = problem(7, rotate=True)
     x0 = prob.x_star + np.ones(D_DIM)
     true_d = np.linalg.norm(x0 - prob.x_star)
-    alg = make(cls, prob, x0, bits_per_dim=4, D=0.01 * true_d)
+    alg = make(cls, prob, x0, bits_per_dim=4, D_bound=0.01 * true_d)
     cost = alg.step(0)
     # the range is 100x too small: count exactly the coordinates of the input beyond it
     g = prob.local_grad(x0)
@@ -242,7 +242,7 @@ def test_resume_from_state_dict(cls):
 
 def test_describe_and_overrides():
     prob = problem(14)
-    alg = make(DQGD, prob, prob.x_star + 1.0, bits_per_dim=6, L=4.0, mu=0.5, rho=2.0)
+    alg = make(DQGD, prob, prob.x_star + 1.0, bits_per_dim=6, L_bound=4.0, mu_bound=0.5, rho=2.0)
     info = alg.describe()
     assert info["L"] == 4.0 and info["mu"] == 0.5 and info["eta"] == pytest.approx(2 / 4.5)
     assert info["eps"] == pytest.approx(2.0 * 2.0**-6)

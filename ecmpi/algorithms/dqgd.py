@@ -53,7 +53,7 @@ converge to a floor ``~G/(1-eps)`` and the method to a neighbourhood of
 is for ``P = 1`` (and identical shards); for ``P > 1`` saturation is counted.
 
 Bits: ``bits_up = floor(d*R)`` per worker per step (``+ 32`` with
-``--scale``, which sends ``float32(||u||_inf)`` instead of the recursion);
+``--send-scale``, which sends ``float32(||u||_inf)`` instead of the recursion);
 MPI moves ``ceil(bits_up/8)`` bytes, at most 7 bits of padding.
 ``bits_down`` is what the allgather delivers, ``(P-1)*bits_up``.
 Extra trajectory datasets: ``saturated`` (coordinates out of range, summed
@@ -106,9 +106,9 @@ def rate_qgd(sigma: float, eps: float) -> float:
 
 _COMMON: tuple[Hyper, ...] = (
     Hyper("bits_per_dim", float, 4.0, "R, bits per dimension per iteration (fractional allowed)"),
-    Hyper("L", float, None, "smoothness for the range (default: the problem's L)"),
-    Hyper("mu", float, None, "strong convexity (default: the problem's mu)"),
-    Hyper("D", float, None, "bound on ||x0 - x*|| (default: the exact distance)"),
+    Hyper("L_bound", float, None, "smoothness for the range (default: the problem's L)"),
+    Hyper("mu_bound", float, None, "strong convexity (default: the problem's mu)"),
+    Hyper("D_bound", float, None, "bound on ||x0 - x*|| (default: the exact distance)"),
     Hyper(
         "grad_star",
         float,
@@ -116,7 +116,7 @@ _COMMON: tuple[Hyper, ...] = (
         "G, bound on the local gradients at x* (default: max_p ||grad f_p(x*)||)",
     ),
     Hyper("rho", float, None, "covering efficiency (default: exact, sqrt(d) for integer R)"),
-    Hyper("scale", bool, False, "send float32 ||u||_inf (32 bits) instead of the fixed range"),
+    Hyper("send_scale", bool, False, "send float32 ||u||_inf (32 bits) instead of the fixed range"),
 )
 
 
@@ -140,23 +140,23 @@ class _QuantizedGD(Algorithm):
         self.R = float(hp["bits_per_dim"])
         self.widths = bit_widths(self.d, self.R)
         self.code_bits = total_bits(self.d, self.R)
-        self.scale = bool(hp["scale"])
+        self.scale = bool(hp["send_scale"])
         x_star = np.asarray(prob.x_star, dtype=np.float64)
         x0 = ctx.x0 if ctx.x0 is not None else np.zeros(self.d)
         x0 = np.array(x0, dtype=self.dtype, copy=True)
         if x0.shape != (self.d,):
             raise ValueError(f"{self.name}: x0 must have shape ({self.d},), got {x0.shape}")
-        self.L = float(hp["L"] if hp["L"] is not None else prob.L)
-        self.mu = float(hp["mu"] if hp["mu"] is not None else prob.mu)
+        self.L = float(hp["L_bound"] if hp["L_bound"] is not None else prob.L)
+        self.mu = float(hp["mu_bound"] if hp["mu_bound"] is not None else prob.mu)
         self.eta = float(ctx.lr) if ctx.lr is not None else 2.0 / (self.L + self.mu)
         self.sigma = gd_contraction(self.L, self.mu, self.eta)
         d0 = float(np.linalg.norm(x0.astype(np.float64) - x_star))
-        self.D = float(hp["D"]) if hp["D"] is not None else d0
+        self.D = float(hp["D_bound"]) if hp["D_bound"] is not None else d0
         # local gradients: their smoothness and their size at x*, agreed by every rank
         if self.P > 1:
             from mpi4py import MPI
 
-            L_loc = float(prob.L_local) if hp["L"] is None else self.L
+            L_loc = float(prob.L_local) if hp["L_bound"] is None else self.L
             self.L_range = comm.allreduce(max(L_loc, self.L), op=MPI.MAX)
         else:
             self.L_range = self.L

@@ -69,7 +69,7 @@ def test_range_bound_counts_local_gradients_at_optimum(comm):
 
 def test_scale_option_sends_32_more_bits_and_never_saturates(comm):
     prob = make_problem("quadratic", comm=comm, dim=DIM, kappa=KAPPA, n=10 * DIM)
-    alg = build(DQGD, comm, prob, bits_per_dim=3, scale=True)
+    alg = build(DQGD, comm, prob, bits_per_dim=3, send_scale=True)
     for t in range(10):
         cost = alg.step(t)
         assert cost.bits_up == 3 * DIM + 32
