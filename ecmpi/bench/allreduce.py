@@ -1,0 +1,243 @@
+"""``ecmpi bench allreduce``: compressed allreduce beside ``MPI_Allreduce``, in one run.
+
+For each vector size (bytes of float32 data) the benchmark times
+``comm.Allreduce`` of the same vector, then every algorithm x compressor
+through :func:`ecmpi.allreduce` (each time the mean over ``--iters`` calls
+after ``--warmup`` calls, the slowest rank's). It reports, as nccl-tests
+define them for allreduce (S = bytes of the float32 vector, t = seconds)::
+
+    algbw = S / t
+    busbw = algbw * 2(P-1)/P
+
+``ratio`` is t divided by the ``MPI_Allreduce`` time of the same size (below
+1: faster than MPI), and ``sent`` the payload bytes per rank per call (the
+largest over ranks), beside MPI's ring-optimal ``2(P-1)/P * S``.
+
+Example::
+
+    mpiexec -n 4 ecmpi bench allreduce --sizes 1M,16M --compressor qsgd:levels=1 --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEFAULT_COMPRESSORS", "add_arguments", "bench", "main", "parse_size"]
+
+DEFAULT_COMPRESSORS = (
+    "none",
+    "bf16",
+    "qsgd:levels=1,bucket=512",
+    "sign:bucket=512",
+    "topk:ratio=0.01",
+)
+ALGORITHMS = ("allgather", "sra", "ring", "ps")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``"4K"`` -> 4096 bytes (K, M, G are powers of 1024; a plain number is bytes)."""
+    t = text.strip().upper().removesuffix("B")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    num = t[: len(t) - len(unit)]
+    try:
+        value = int(float(num) * _UNITS[unit])
+    except ValueError:
+        raise ValueError(f"bad size {text!r}; use e.g. 4K, 1M, 256M") from None
+    if value < 4:
+        raise ValueError(f"size {text!r} is below one float32 entry")
+    return value
+
+
+def _fmt_size(nbytes: float) -> str:
+    for unit in ("G", "M", "K"):
+        if nbytes >= _UNITS[unit]:
+            v = nbytes / _UNITS[unit]
+            return f"{v:.0f}{unit}" if v == int(v) else f"{v:.3g}{unit}"
+    return f"{nbytes:.0f}"
+
+
+def _time(comm: Any, fn: Any, iters: int, warmup: int) -> float:
+    """Mean seconds per call of ``fn(i)``, the slowest rank's."""
+    from mpi4py import MPI
+
+    for i in range(warmup):
+        fn(i)
+    comm.Barrier()
+    t0 = time.perf_counter()
+    for i in range(iters):
+        fn(warmup + i)
+    elapsed = (time.perf_counter() - t0) / iters
+    return comm.allreduce(elapsed, op=MPI.MAX)
+
+
+def bench(
+    comm: Any,
+    sizes: list[int],
+    algorithms: list[str],
+    specs: list[str],
+    *,
+    iters: int = 5,
+    warmup: int = 1,
+    feedback: bool = False,
+    check: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per (size, method); the same rows on every rank."""
+    from mpi4py import MPI
+
+    import ecmpi
+    from ecmpi.comm import CollectiveFeedback, CommStats, library_comm
+
+    comm = library_comm(comm)
+    P = comm.size
+    bus = 2 * (P - 1) / P if P > 1 else 1.0
+    rows = []
+    for nbytes in sizes:
+        n = nbytes // 4
+        x = np.random.default_rng([comm.rank, n]).standard_normal(n).astype(np.float32)
+        out = np.empty_like(x)
+
+        def mpi_call(i, _x=x, _out=out):
+            comm.Allreduce(_x, _out, op=MPI.SUM)
+
+        t_mpi = _time(comm, mpi_call, iters, warmup)
+        base = {"size": n * 4, "n": n, "P": P}
+
+        def row(method, spec, t, sent, st=None, _base=base, _t_mpi=t_mpi):
+            algbw = _base["size"] / t
+            r = {
+                **_base,
+                "algorithm": method,
+                "compressor": spec,
+                "seconds": t,
+                "ratio": t / _t_mpi,
+                "algbw_GBps": algbw / 1e9,
+                "busbw_GBps": algbw * bus / 1e9,
+                "bytes_sent": sent,
+            }
+            if st is not None:
+                calls = max(st.calls, 1)
+                r.update(
+                    {
+                        f"{k}_seconds": getattr(st, f"{k}_seconds") / calls
+                        for k in ("encode", "communicate", "decode")
+                    }
+                )
+            return r
+
+        rows.append(row("MPI_Allreduce", "none", t_mpi, round(bus * n * 4) if P > 1 else 0))
+        for spec in specs:
+            c = ecmpi.compressor(spec)
+            for alg in algorithms:
+                st = CommStats()
+                fb = CollectiveFeedback() if feedback else None
+
+                def call(i, _x=x, _c=c, _alg=alg, _st=st, _fb=fb):
+                    ecmpi.allreduce(
+                        _x,
+                        _c,
+                        comm=comm,
+                        algorithm=_alg,
+                        seed=(0, i),
+                        stats=_st,
+                        feedback=_fb,
+                        check=check,
+                    )
+
+                t = _time(comm, call, iters, warmup)
+                sent = comm.allreduce(st.last.bytes_sent, op=MPI.MAX)
+                rows.append(row(alg, spec, t, sent, st))
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of the rows."""
+    lines = [
+        "| size | algorithm | compressor | time (ms) | ratio vs MPI | algbw GB/s | busbw GB/s "
+        "| sent/rank |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {_fmt_size(r['size'])} | {r['algorithm']} | {r['compressor']} | "
+            f"{r['seconds'] * 1e3:.3f} | {r['ratio']:.2f} | {r['algbw_GBps']:.3f} | "
+            f"{r['busbw_GBps']:.3f} | {_fmt_size(r['bytes_sent']) if r['bytes_sent'] else 0} |"
+        )
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ecmpi bench allreduce``."""
+    parser.add_argument(
+        "--sizes",
+        default="4K,64K,1M",
+        help="float32 vector sizes in bytes, comma-separated (K/M/G = 1024^k); "
+        "the full sweep is 4K,64K,1M,16M,256M",
+    )
+    parser.add_argument(
+        "--algorithms",
+        default=",".join(ALGORITHMS),
+        help="comma-separated: allgather, sra, ring, ps",
+    )
+    parser.add_argument(
+        "--compressor",
+        action="append",
+        default=None,
+        help="a compressor spec; repeat the option for several "
+        f"(default: {' '.join(DEFAULT_COMPRESSORS)})",
+    )
+    parser.add_argument("--iters", type=int, default=5, help="timed calls per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
+    parser.add_argument("--feedback", action="store_true", help="with error feedback")
+    parser.add_argument(
+        "--check", action="store_true", help="include the cross-rank argument check in every call"
+    )
+    parser.add_argument("--out", default=None, help="write the rows as JSON to this file")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run under ``mpiexec``; rank 0 prints the table and writes ``--out``."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    bad = [a for a in algorithms if a not in ALGORITHMS]
+    if bad or not algorithms:
+        raise ValueError(f"unknown algorithm(s) {bad}; choose from {', '.join(ALGORITHMS)}")
+    if args.iters < 1 or args.warmup < 0:
+        raise ValueError("--iters must be >= 1 and --warmup >= 0")
+    specs = list(args.compressor or DEFAULT_COMPRESSORS)
+    rows = bench(
+        comm,
+        sizes,
+        algorithms,
+        specs,
+        iters=args.iters,
+        warmup=args.warmup,
+        feedback=args.feedback,
+        check=args.check,
+    )
+    if comm.rank == 0:
+        print(f"ecmpi bench allreduce: P={comm.size}, {MPI.Get_library_version().splitlines()[0]}")
+        print(format_table(rows))
+        if args.out:
+            doc = {
+                "benchmark": "allreduce",
+                "P": comm.size,
+                "host": platform.node(),
+                "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+                "iters": args.iters,
+                "warmup": args.warmup,
+                "feedback": args.feedback,
+                "rows": rows,
+            }
+            with open(args.out, "w") as fh:
+                json.dump(doc, fh, indent=1)
+    return 0
