@@ -45,4 +45,8 @@ def main(args: argparse.Namespace) -> int:
         raise
     parser = argparse.ArgumentParser(prog=f"ecmpi bench {args.subcommand}", description=help_)
     mod.add_arguments(parser)
-    return int(mod.main(parser.parse_args(args.options)) or 0)
+    try:
+        options = parser.parse_args(args.options)
+    except SystemExit as exc:  # --help, or argparse's own usage error
+        return exc.code if isinstance(exc.code, int) else 2
+    return int(mod.main(options) or 0)
