@@ -1,0 +1,340 @@
+"""Per-run and per-group summary tables, and their text/Markdown/CSV/JSON renderings.
+
+Definitions (all per worker, from the logged rows; no interpolation):
+
+- ``steps``: the last logged step; ``final_suboptimality`` = f(x) - f* and
+  ``final_loss`` = f(x) at that row; ``bits_up`` (uplink) and ``bits_total``
+  (``bits_up + bits_down``) cumulative per worker; ``time``: ``wall_time``.
+- With ``eps``: the first logged row whose suboptimality is ``<= eps``;
+  ``rounds_to_eps`` is its step, ``bits_up_to_eps``/``bits_to_eps``/
+  ``time_to_eps`` the cumulative values there; ``reached`` is False (and
+  those NaN, shown as "not reached") when no row gets there.
+- ``compression_ratio`` against the full-precision run of the same problem
+  (compressor ``none``, same ``problem`` and ``dataset``; among several the
+  one with the same rank count, then seed, then collective, then the first
+  file name): with ``eps``, baseline ``bits_up_to_eps`` / this run's
+  ``bits_up_to_eps`` (uplink bits needed to reach eps; NaN if either run
+  never reaches it); without ``eps``, the ratio of ``bits_up`` at the
+  largest step ``> 0`` both runs logged (the per-step saving at equal steps).
+  ``baseline`` names the file compared with; a run of compressor ``none`` is
+  its own baseline (ratio 1).
+- Grouped: ``n_runs``, ``statuses``, ``n_reached``; for each metric the mean
+  over the group and its ``_std`` (sample standard deviation, NaN for one
+  run), ``_min`` and ``_max``. Metrics "to eps" are averaged over the runs
+  that reached eps only (``n_reached`` says how many).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .loading import ID_COLUMNS, as_frame
+
+__all__ = ["FORMATS", "METRICS", "format_table", "summary"]
+
+FORMATS = ("text", "md", "csv", "json")
+_FINAL = ("steps", "final_suboptimality", "final_loss", "bits_up", "bits_total", "time")
+_TO_EPS = ("rounds_to_eps", "bits_up_to_eps", "bits_to_eps", "time_to_eps")
+#: every numeric metric :func:`summary` reports, in table order
+METRICS = (*_FINAL, *_TO_EPS, "compression_ratio")
+_HEADERS = {
+    "steps": "steps",
+    "final_suboptimality": "final f-f*",
+    "final_loss": "final loss",
+    "bits_up": "bits up/worker",
+    "bits_total": "bits total/worker",
+    "time": "time (s)",
+    "rounds_to_eps": "rounds to eps",
+    "bits_up_to_eps": "bits up to eps",
+    "bits_to_eps": "bits total to eps",
+    "time_to_eps": "time to eps (s)",
+    "compression_ratio": "compression ratio",
+}
+NOT_REACHED = "not reached"
+
+
+def _check_eps(eps: float | None) -> float | None:
+    if eps is None:
+        return None
+    if isinstance(eps, bool):
+        raise TypeError(f"eps must be a number, got {eps!r}")
+    try:
+        e = float(eps)
+    except (TypeError, ValueError):
+        raise TypeError(f"eps must be a number, got {eps!r}") from None
+    if not (e > 0 and math.isfinite(e)):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    return e
+
+
+def _keys(group_by: str | Sequence[str] | None, df: pd.DataFrame) -> list[str]:
+    if group_by is None:
+        return []
+    keys = [k.strip() for k in group_by.split(",")] if isinstance(group_by, str) else list(group_by)
+    keys = [k for k in keys if k]
+    bad = [k for k in keys if k not in df.columns or k == "trajectory"]
+    if bad:
+        avail = ", ".join(c for c in df.columns if c != "trajectory")
+        raise ValueError(f"cannot group by {', '.join(map(repr, bad))}; available keys: {avail}")
+    return keys
+
+
+def _run_metrics(traj: dict[str, np.ndarray], eps: float | None) -> dict[str, Any]:
+    step = np.asarray(traj["step"])
+    sub = np.asarray(traj["suboptimality"], dtype=float)
+    up = np.asarray(traj["bits_up"], dtype=float)
+    total = up + np.asarray(traj["bits_down"], dtype=float)
+    wall = np.asarray(traj["wall_time"], dtype=float)
+    loss = np.asarray(traj["loss"], dtype=float)
+    out: dict[str, Any] = dict.fromkeys(METRICS, math.nan)
+    if len(step):
+        out.update(
+            steps=float(step[-1]),
+            final_suboptimality=float(sub[-1]),
+            final_loss=float(loss[-1]),
+            bits_up=float(up[-1]),
+            bits_total=float(total[-1]),
+            time=float(wall[-1]),
+        )
+    if eps is not None:
+        hit = np.flatnonzero(sub <= eps)  # NaN compares False
+        out["reached"] = bool(len(hit))
+        if len(hit):
+            i = int(hit[0])
+            out.update(
+                rounds_to_eps=float(step[i]),
+                bits_up_to_eps=float(up[i]),
+                bits_to_eps=float(total[i]),
+                time_to_eps=float(wall[i]),
+            )
+    return out
+
+
+def _baseline_index(df: pd.DataFrame, i: int) -> int | None:
+    row = df.iloc[i]
+    if str(row["compressor"]).split(":")[0] == "none":
+        return i
+    best, best_key = None, None
+    for j in range(len(df)):
+        c = df.iloc[j]
+        if str(c["compressor"]).split(":")[0] != "none":
+            continue
+        if c["problem"] != row["problem"] or c["dataset"] != row["dataset"]:
+            continue
+        key = (
+            c["n_ranks"] != row["n_ranks"],
+            c["seed"] != row["seed"],
+            c["collective"] != row["collective"],
+            str(c["file"]),
+        )
+        if best_key is None or key < best_key:
+            best, best_key = j, key
+    return best
+
+
+def _ratio(run: dict, base: dict, traj: dict, btraj: dict, eps: float | None) -> float:
+    if eps is not None:
+        num, den = base["bits_up_to_eps"], run["bits_up_to_eps"]
+    else:
+        common = np.intersect1d(traj["step"], btraj["step"])
+        common = common[common > 0]
+        if not len(common):
+            return math.nan
+        s = common[-1]
+        num = float(btraj["bits_up"][np.flatnonzero(btraj["step"] == s)[0]])
+        den = float(traj["bits_up"][np.flatnonzero(traj["step"] == s)[0]])
+    if not (math.isfinite(num) and math.isfinite(den)) or den <= 0:
+        return math.nan
+    return num / den
+
+
+def summary(
+    data: Any,
+    eps: float | None = None,
+    group_by: str | Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Final values, cost to reach ``eps`` and compression ratio, per run or per group.
+
+    See the module docstring for every definition.
+
+    Args:
+        data: a frame from :func:`ecmpi.analyze.load`, or what ``load`` accepts.
+        eps: suboptimality target f(x) - f* <= eps (None: final values only).
+        group_by: column name(s) of the loaded frame (e.g. ``["algorithm",
+            "compressor"]`` or ``"algorithm,compressor"``); None: one row per run.
+
+    Returns:
+        One row per run (the identity columns, the metrics, ``reached`` with
+        eps, ``baseline``), or one row per group (the keys, ``n_runs``,
+        ``statuses``, ``n_reached`` with eps, and mean/_std/_min/_max of each
+        metric). ``df.attrs`` holds ``eps`` and ``group_by``.
+
+    Raises:
+        ValueError: bad eps, unknown group key; see :func:`load` for files.
+    """
+    eps = _check_eps(eps)
+    df = as_frame(data).reset_index(drop=True)
+    keys = _keys(group_by, df)
+    runs = []
+    for i in range(len(df)):
+        row = df.iloc[i]
+        m = _run_metrics(row["trajectory"], eps)
+        runs.append({**{k: row[k] for k in ID_COLUMNS}, **m})
+    for i, m in enumerate(runs):
+        j = _baseline_index(df, i)
+        m["baseline"] = None if j is None else str(df.iloc[j]["file"])
+        m["compression_ratio"] = (
+            math.nan
+            if j is None
+            else _ratio(m, runs[j], df.iloc[i]["trajectory"], df.iloc[j]["trajectory"], eps)
+        )
+    per_run = pd.DataFrame(runs)
+    if eps is None:
+        per_run = per_run.drop(columns=list(_TO_EPS))
+    if not keys:
+        per_run.attrs.update(eps=eps, group_by=[])
+        return per_run
+    per_run = pd.concat([per_run, df[[k for k in keys if k not in per_run.columns]]], axis=1)
+    metrics = [m for m in METRICS if m in per_run.columns]
+    out = []
+    try:
+        groups = list(per_run.groupby(keys, sort=True, dropna=False))
+    except TypeError:  # keys of mixed types cannot be sorted: keep first-seen order
+        groups = list(per_run.groupby(keys, sort=False, dropna=False))
+    for gkey, g in groups:
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        rec: dict[str, Any] = dict(zip(keys, gkey))
+        rec["n_runs"] = len(g)
+        counts = g["status"].value_counts(sort=False)
+        rec["statuses"] = ", ".join(
+            s if n == len(g) else f"{s} x{n}" for s, n in sorted(counts.items())
+        )
+        if eps is not None:
+            rec["n_reached"] = int(g["reached"].sum())
+        for m in metrics:
+            v = g[m].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            rec[m] = float(v.mean()) if len(v) else math.nan
+            rec[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+            rec[f"{m}_min"] = float(v.min()) if len(v) else math.nan
+            rec[f"{m}_max"] = float(v.max()) if len(v) else math.nan
+        out.append(rec)
+    res = pd.DataFrame(out)
+    res.attrs.update(eps=eps, group_by=keys)
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------------------
+def _num(v: float, integer: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if integer and float(v).is_integer():
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Column headers, cell strings and right-alignment flags for text and Markdown."""
+    eps = df.attrs.get("eps")
+    keys = list(df.attrs.get("group_by") or [])
+    grouped = bool(keys) or "n_runs" in df.columns
+    shown = (*_FINAL[:3], *_TO_EPS) if eps is not None else _FINAL
+    metrics = [m for m in (*shown, "compression_ratio") if m in df.columns]
+    if grouped:
+        idcols = [*keys, "n_runs", "statuses"]
+    else:
+        names = [Path(f).name for f in df["file"]]
+        use = names if len(set(names)) == len(names) else list(df["file"])
+        df = df.assign(file=use)
+        varying = [
+            c for c in ID_COLUMNS[1:-1] if c in df.columns and df[c].astype(str).nunique() > 1
+        ]
+        idcols = ["file", *[c for c in ("algorithm", "compressor") if c not in varying], *varying]
+        idcols = list(dict.fromkeys([*idcols, "status"]))
+    headers = [*idcols, *(_HEADERS[m] for m in metrics)]
+    right = [False] * len(idcols) + [True] * len(metrics)
+    if grouped and eps is not None:
+        headers.insert(len(idcols), "reached")
+        right.insert(len(idcols), True)
+    cells = []
+    for _, r in df.iterrows():
+        row = [str(r[c]) for c in idcols]
+        if grouped and eps is not None:
+            row.append(f"{int(r['n_reached'])}/{int(r['n_runs'])}")
+        for m in metrics:
+            v = r[m]
+            integer = m in ("steps", "rounds_to_eps") or m.startswith("bits")
+            s = _num(v, integer)
+            if m in _TO_EPS and not s:
+                s = NOT_REACHED
+            elif m == "compression_ratio" and not s:
+                missed = eps is not None and not (
+                    r["n_reached"] if grouped else bool(r.get("reached", False))
+                )
+                s = NOT_REACHED if missed else "n/a"
+            elif grouped and s:
+                sd = r.get(f"{m}_std", math.nan)
+                if isinstance(sd, float) and math.isfinite(sd) and sd > 0:
+                    s = f"{s} ± {_num(sd)}"
+            row.append(s)
+        cells.append(row)
+    return headers, cells, right
+
+
+def _note(df: pd.DataFrame) -> str:
+    eps = df.attrs.get("eps")
+    if eps is None:
+        basis = "uplink bits per worker of the full-precision run / this run's, at equal steps"
+    else:
+        basis = f"uplink bits per worker to reach f-f* <= {eps:g}, full precision / this run"
+    grouped = bool(df.attrs.get("group_by"))
+    spread = "; values are mean ± sample std over the group" if grouped else ""
+    return f"compression ratio: {basis}{spread}"
+
+
+def format_table(df: pd.DataFrame, fmt: str = "text") -> str:
+    """Render a :func:`summary` frame.
+
+    Formats: ``text`` (aligned columns), ``md`` (Markdown table), both with
+    "not reached" for eps never reached and a note defining the ratio;
+    ``csv`` and ``json`` (a list of records) carry every column, numeric,
+    with empty cells / ``null`` where a value is undefined (``reached`` says
+    whether eps was reached). Returns the text, ending in a newline.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    plain = df.drop(columns=[c for c in ("trajectory",) if c in df.columns])
+    if fmt == "csv":
+        return plain.to_csv(index=False)
+    if fmt == "json":
+        records = json.loads(plain.to_json(orient="records"))
+        return json.dumps(records, indent=2) + "\n"
+    headers, cells, right = _display(df)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+
+    def line(vals: list[str]) -> list[str]:
+        return [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(vals, widths, right)]
+
+    if fmt == "md":
+        out = ["| " + " | ".join(line(headers)) + " |"]
+        out.append(
+            "|"
+            + "|".join(
+                ("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right)
+            )
+            + "|"
+        )
+        out += ["| " + " | ".join(line(c)) + " |" for c in cells]
+        return "\n".join(out) + f"\n\n{_note(df)}\n"
+    out = ["  ".join(line(headers)).rstrip(), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(line(c)).rstrip() for c in cells]
+    return "\n".join(out) + f"\n\n{_note(df)}\n"
