@@ -272,11 +272,7 @@ def resolve_run_options(
     """
     from .algorithms import get
 
-    pre = _Parser(prog="ecmpi run", add_help=False)
-    pre.add_argument("algorithm", nargs="?")
-    pre.add_argument("--config")
-    pre.add_argument("--resume")
-    known, _ = pre.parse_known_args(list(argv))
+    known = _prescan(argv)
     toml = _read_toml(known.config) if known.config else {}
     base = dict(resumed_config or {})
     name = known.algorithm or toml.get("algorithm") or base.get("algorithm")
@@ -578,20 +574,36 @@ def cmd_run(argv: Sequence[str]) -> int:
     return 0 if result.status in ("completed", "diverged") else 1
 
 
+def _prescan(argv: Sequence[str]) -> argparse.Namespace:
+    """ALGORITHM, --config and --resume, found before the full parser can be built.
+
+    Every option but the flags takes one value (``--name V`` or ``--name=V``).
+    """
+    found = argparse.Namespace(algorithm=None, config=None, resume=None)
+    flags = {"--" + f.replace("_", "-") for f in _FLAGS} | {"-h", "--help"}
+    it = iter(argv)
+    for a in it:
+        if a.startswith("-"):
+            name, eq, val = a.partition("=")
+            if name in flags:
+                continue
+            if not eq:
+                val = next(it, None)
+            if name in ("--config", "--resume"):
+                setattr(found, name[2:], val)
+        elif found.algorithm is None:
+            found.algorithm = a
+    return found
+
+
 def _peek_resume(argv: Sequence[str]) -> str | None:
-    pre = _Parser(add_help=False)
-    pre.add_argument("--resume")
-    known, _ = pre.parse_known_args(list(argv))
-    return known.resume
+    return _prescan(argv).resume
 
 
 def _peek_algorithm(argv: Sequence[str]) -> Any:
     from .algorithms import get
 
-    pre = _Parser(add_help=False)
-    pre.add_argument("algorithm", nargs="?")
-    pre.add_argument("--config")
-    known, _ = pre.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    known = _prescan(argv)
     name = known.algorithm or (_read_toml(known.config).get("algorithm") if known.config else None)
     if name is None:
         return None
