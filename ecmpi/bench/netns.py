@@ -37,6 +37,9 @@ __all__ = [
     "LinkCounters",
     "NetnsUnavailable",
     "check_available",
+    "rate_bits_per_second",
+    "read_counters",
+    "remove_stale",
 ]
 
 #: environment that makes MPICH use TCP between the namespaces
@@ -205,30 +208,78 @@ class EmulatedCluster:
         env.update(MPICH_TCP_ENV)
         return env
 
-    def run(self, argv: Sequence[str], *, timeout: float = 600, **kw: Any):
-        """Run ``argv`` on every rank (MPMD) and return the CompletedProcess."""
+    def run(self, argv: Sequence[str], *, timeout: float = 600, capture: bool = True, **kw: Any):
+        """Run ``argv`` on every rank (MPMD) and return the CompletedProcess.
+
+        ``capture=False`` lets the job write to this process's stdout/stderr.
+        """
         return subprocess.run(
             self.mpmd_command(argv),
             env=self.env(),
             timeout=timeout,
-            capture_output=True,
+            capture_output=capture,
             text=True,
             **kw,
         )
 
     def counters(self) -> list[LinkCounters]:
         """Bytes through each rank's link so far (from the tbf qdiscs on both ends)."""
-        out = []
-        for i, ns in enumerate(self.namespaces):
-            sent = _qdisc_bytes(ns, "eth0")
-            received = _qdisc_bytes(self.hub, f"h{i}")
-            out.append(LinkCounters(sent=sent, received=received))
-        return out
+        return read_counters(self.namespaces, self.hub)
+
+    def describe(self) -> dict[str, Any]:
+        """Namespaces, hub and link parameters, e.g. for a worker that reads the counters."""
+        return {
+            "namespaces": list(self.namespaces),
+            "hub": self.hub,
+            "rate": self.rate,
+            "rate_bps": rate_bits_per_second(self.rate),
+            "burst": self.burst,
+            "latency": self.latency,
+        }
 
 
 def _qdisc_bytes(ns: str, dev: str) -> int:
-    text = _run(["ip", "netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", dev]).stdout
+    text = _run(["tc", "-n", ns, "-s", "qdisc", "show", "dev", dev]).stdout
     m = re.search(r"Sent (\d+) bytes", text)
     if m is None:
         raise RuntimeError(f"no tc counters for {dev} in {ns}:\n{text}")
     return int(m.group(1))
+
+
+def read_counters(namespaces: Sequence[str], hub: str) -> list[LinkCounters]:
+    """Bytes through each rank's link so far: ``eth0`` in rank namespace ``i`` (sent) and
+    ``h<i>`` in the hub (received). Callable from any namespace (``tc -n``), e.g. by rank 0."""
+    return [
+        LinkCounters(sent=_qdisc_bytes(ns, "eth0"), received=_qdisc_bytes(hub, f"h{i}"))
+        for i, ns in enumerate(namespaces)
+    ]
+
+
+def remove_stale(prefix: str = "ecmpi") -> list[str]:
+    """Delete namespaces ``<prefix><pid>-*`` left by a process that no longer runs (kill -9).
+
+    Only names of that exact form are touched; namespaces of live processes stay.
+    Returns the names removed.
+    """
+    check_available()
+    listing = _run(["ip", "netns", "list"], check=False).stdout
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-(hub|r\d+)$")
+    removed = []
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = pattern.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        _run(["ip", "netns", "del", name], check=False)
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
