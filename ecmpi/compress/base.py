@@ -28,6 +28,8 @@ from .payload import CODECS, Header, Payload, dtype_code
 __all__ = [
     "Compressor",
     "available",
+    "check_bool",
+    "check_int",
     "compressor",
     "parse_spec",
     "register",
@@ -196,9 +198,7 @@ class Compressor(ABC):
             if getattr(h, f.name) != getattr(want, f.name)
         ]
         if diff:
-            raise ValueError(
-                f"payload does not match compressor '{self.spec}': " + ", ".join(diff)
-            )
+            raise ValueError(f"payload does not match compressor '{self.spec}': " + ", ".join(diff))
         if payload.nbytes != want.total_nbytes:
             raise ValueError(f"payload holds {payload.nbytes} bytes, expected {want.total_nbytes}")
 
@@ -206,6 +206,22 @@ class Compressor(ABC):
         if n <= 0:
             raise ValueError(f"{self.name}: vector length must be positive, got {n}")
         return Header(codec=self.codec, dtype=dtype_code(dtype), n=int(n), **kw)
+
+
+def check_int(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in ``lo..hi``, else TypeError (not an int) or ValueError (range)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{owner}: {name} must be in {lo}..{hi}, got {value}")
+    return int(value)
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    """``value`` as a bool, else TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _fmt(v: Any) -> str:

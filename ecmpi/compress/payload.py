@@ -189,7 +189,8 @@ class Header:
             raise ValueError(
                 f"payload too short: {len(raw)} bytes, the header alone is {HEADER_SIZE}"
             )
-        body, (crc,) = raw[: HEADER_SIZE - 4], struct.unpack("<I", raw[HEADER_SIZE - 4 : HEADER_SIZE])
+        body = raw[: HEADER_SIZE - 4]
+        (crc,) = struct.unpack("<I", raw[HEADER_SIZE - 4 : HEADER_SIZE])
         magic, version, *rest = _STRUCT.unpack(body)
         if magic != MAGIC:
             raise ValueError(f"not an ecmpi payload: magic {magic!r}, expected {MAGIC!r}")
@@ -264,11 +265,16 @@ class Payload:
 
     @property
     def values(self):
-        """The values section as an array (uint16 raw bits for f16 stays float16; bf16 as uint16)."""
+        """The values section as an array (f16 as float16, bf16 as its uint16 bit patterns)."""
         fmt, size = VALUE_FORMATS[self.header.value_fmt]
         raw = self._section("values")[: self.header.nvals * size]
-        dt = {"none": np.uint8, "f16": np.float16, "bf16": np.uint16, "f32": np.float32,
-              "f64": np.float64}[fmt]
+        dt = {
+            "none": np.uint8,
+            "f16": np.float16,
+            "bf16": np.uint16,
+            "f32": np.float32,
+            "f64": np.float64,
+        }[fmt]
         return raw.view(dt)
 
     @property

@@ -1,0 +1,373 @@
+"""Quantizers: ``qsgd`` (stochastic s-level), ``terngrad`` and scaled ``sign``.
+
+The exact arithmetic (operation order, scales, 16-bit stochastic rounding) is
+defined in ``docs/compressors.md``; the functions ``*_reference`` here are the
+readable NumPy statement of it. Encoding on the CPU runs the fused numba
+kernels of :mod:`ecmpi.compress._fused` by default (same bytes); CuPy arrays go
+to :mod:`ecmpi.compress.gpu`.
+
+References:
+    Alistarh, Grubic, Li, Tomioka, Vojnovic. *QSGD: Communication-efficient SGD
+    via gradient quantization and encoding*. NeurIPS 2017.
+    Wen, Xu, Yan, Wang, Chen, Li. *TernGrad: Ternary gradients to reduce
+    communication in distributed deep learning*. NeurIPS 2017.
+    Karimireddy, Rebjock, Stich, Jaggi. *Error feedback fixes SignSGD and other
+    gradient compression schemes*. ICML 2019 (scaled sign).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._backend import is_device_array
+from ..rng import SeedLike, derive, random_u16
+from . import _fused
+from .base import Compressor, check_bool, check_int, register
+from .buckets import NORMS, bucket_scales, num_buckets
+from .packing import pack_bits, unpack_bits
+from .payload import Header, Payload
+
+__all__ = [
+    "QSGD",
+    "Sign",
+    "TernGrad",
+    "code_width",
+    "qsgd_codes_reference",
+    "qsgd_values_reference",
+    "sign_codes_reference",
+    "sign_values_reference",
+]
+
+MAX_LEVELS = 32767
+MAX_BUCKET = 1 << 30
+#: header flag bits of qsgd/terngrad
+FLAG_STOCHASTIC = 1
+FLAG_LINF = 2
+
+
+def code_width(levels: int) -> int:
+    """Bits per qsgd code: ``ceil(log2(2s + 1))``."""
+    return int(2 * levels).bit_length()
+
+
+def _expand(scales: np.ndarray, b: int, n: int) -> np.ndarray:
+    """float64 scale of every entry."""
+    return (
+        np.repeat(scales.astype(np.float64), b)[:n] if b < n else np.full(n, np.float64(scales[0]))
+    )
+
+
+def qsgd_codes_reference(
+    x: np.ndarray,
+    scales: np.ndarray,
+    levels: int,
+    b: int,
+    stochastic: bool,
+    key: int,
+    stream: int,
+) -> np.ndarray:
+    """qsgd codes ``c = s + sign(x_i) * l`` (uint16), as in docs/compressors.md.
+
+    ``p = min((|x_i| * s) / r, s)``, ``l = floor(p)`` plus one with probability
+    ``frac(p)`` (``u16 < frac(p) * 65536``) or when ``frac(p) >= 0.5``
+    (deterministic); ``l = 0`` where the scale ``r`` is zero or not finite.
+    """
+    n = x.shape[0]
+    s = float(levels)
+    r = _expand(scales, b, n)
+    ok = (r > 0) & np.isfinite(r)
+    ax = np.abs(x.astype(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.minimum((ax * s) / np.where(ok, r, 1.0), s)
+    p = np.where(ok & np.isfinite(p), p, 0.0)
+    lev = np.floor(p)
+    frac = p - lev
+    if stochastic:
+        u = random_u16(key, stream, 0, n)
+        lev += u < frac * 65536.0
+    else:
+        lev += frac >= 0.5
+    lev = np.minimum(lev, s).astype(np.int32)
+    codes = np.where(x >= 0, levels + lev, levels - lev)
+    return codes.astype(np.uint16)
+
+
+def qsgd_values_reference(codes: np.ndarray, scales: np.ndarray, levels: int, b: int) -> np.ndarray:
+    """Decoded float64 values ``(r * (c - s)) / s``."""
+    m = codes.astype(np.int64) - levels
+    return (_expand(scales, b, codes.shape[0]) * m) / float(levels)
+
+
+def sign_codes_reference(x: np.ndarray) -> np.ndarray:
+    """Sign codes: 1 where ``x_i >= 0``, else 0."""
+    return (x >= 0).astype(np.uint8)
+
+
+def sign_values_reference(codes: np.ndarray, scales: np.ndarray, b: int) -> np.ndarray:
+    """Decoded float64 values ``+r`` (code 1) or ``-r`` (code 0)."""
+    r = _expand(scales, b, codes.shape[0])
+    return np.where(codes.astype(bool), r, -r)
+
+
+def _gpu(name: str):
+    from . import gpu  # CuPy only when a device array is seen
+
+    return getattr(gpu, name)
+
+
+def _store(out: Any, values: np.ndarray, add: bool) -> None:
+    """``out[:] = values`` or ``out += values`` (values already in the decoded dtype)."""
+    if add:
+        out += values.astype(out.dtype, copy=False)
+    else:
+        out[:] = values
+
+
+@register
+class QSGD(Compressor):
+    """Stochastic s-level quantizer with one float32 scale per bucket (QSGD).
+
+    Entry ``i`` of bucket ``k`` (scale ``r_k = ||v_k||``, l2 or linf) becomes
+    ``r_k * sign(x_i) * l / s`` with ``l`` in ``0..s`` rounded up with
+    probability ``frac(s|x_i|/r_k)``, so ``E[Q(x)] = x`` (up to the 16-bit
+    rounding bias ``< 2^-16 r_k / s``). ``E||Q(v)-v||^2 <= min(b/s^2,
+    sqrt(b)/s) ||v||^2`` per bucket, for both norms (``linf <= l2``).
+    Wire: ``48 + 4*ceil(n/b) + ceil(n*w/8)`` bytes, ``w = ceil(log2(2s+1))``.
+
+    Args:
+        levels: s, 1..32767 (default 4); or give ``bits`` (2..16) instead,
+            meaning ``s = (2**bits - 1) // 2``.
+        bucket: entries per scale, 1..2**30.
+        norm: ``"l2"`` or ``"linf"``.
+        stochastic: unbiased random rounding; False rounds to nearest (biased).
+        check_finite: raise on NaN/Inf input.
+    """
+
+    name = "qsgd"
+
+    def __init__(
+        self,
+        levels: int | None = None,
+        bucket: int = 512,
+        norm: str = "l2",
+        stochastic: bool = True,
+        *,
+        bits: int | None = None,
+        check_finite: bool = True,
+    ):
+        super().__init__(check_finite=check_finite)
+        owner = self.name
+        if levels is not None and bits is not None:
+            raise ValueError(f"{owner}: give levels or bits, not both")
+        if bits is not None:
+            bits = check_int(owner, "bits", bits, 2, 16)
+            levels = (2**bits - 1) // 2
+        elif levels is None:
+            levels = 4
+        self.levels = check_int(owner, "levels", levels, 1, MAX_LEVELS)
+        self.bucket = check_int(owner, "bucket", bucket, 1, MAX_BUCKET)
+        if norm not in ("l2", "linf"):
+            raise ValueError(f"{owner}: unknown norm {norm!r}; use 'l2' or 'linf'")
+        self.norm = norm
+        self.stochastic = check_bool(owner, "stochastic", stochastic)
+
+    @property
+    def unbiased(self) -> bool:  # type: ignore[override]
+        return self.stochastic
+
+    @property
+    def width(self) -> int:
+        """Bits per code."""
+        return code_width(self.levels)
+
+    @property
+    def flags(self) -> int:
+        return (FLAG_STOCHASTIC if self.stochastic else 0) | (
+            FLAG_LINF if self.norm == "linf" else 0
+        )
+
+    def omega(self, n: int) -> float:
+        """``min(b/s^2, sqrt(b)/s)`` with ``b = min(bucket, n)``; inf when not stochastic."""
+        if not self.stochastic:
+            return float("inf")
+        b, s = min(self.bucket, n), self.levels
+        return min(b / s**2, math.sqrt(b) / s)
+
+    def delta(self, n: int) -> float:
+        """Round to nearest: each error is ``<= min(|x_i|, r/(2s))``, so
+        ``delta = max(0, 1 - b/(4 s^2))``; stochastic: ``1/(omega+1)`` of ``Q/(omega+1)``."""
+        if self.stochastic:
+            return super().delta(n)
+        b = min(self.bucket, n)
+        return max(0.0, 1.0 - b / (4.0 * self.levels**2))
+
+    def header(self, n: int, dtype: Any) -> Header:
+        return self._new_header(
+            n,
+            dtype,
+            bits=self.width,
+            flags=self.flags,
+            ncodes=int(n),
+            bucket=self.bucket,
+            param=self.levels,
+            nscales=num_buckets(n, self.bucket),
+        )
+
+    def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
+        if is_device_array(x):
+            return _gpu(f"{self.name}_encode")(self, x, seed, rank)
+        key, stream = derive(seed, rank)
+        p = Payload.allocate(self.header(x.shape[0], x.dtype))
+        if _fused.enabled():
+            _fused.qsgd_encode(
+                x,
+                self.bucket,
+                self.levels,
+                NORMS[self.norm],
+                self.stochastic,
+                key,
+                stream,
+                self.width,
+                p.scales,
+                p.codes,
+            )
+            return p
+        scales = bucket_scales(x, self.bucket, self.norm)
+        p.scales[:] = scales
+        codes = qsgd_codes_reference(
+            x, scales, self.levels, self.bucket, self.stochastic, key, stream
+        )
+        pack_bits(codes, self.width, out=p.codes)
+        return p
+
+    def _decode(self, payload: Payload, out: Any) -> None:
+        self._decode_into(payload, out, add=False)
+
+    def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
+        if is_device_array(payload.buf) or is_device_array(out):
+            if add:
+                out += self.decode(payload).astype(out.dtype, copy=False)
+                return
+            _gpu(f"{self.name}_decode")(self, payload, out)
+            return
+        h = payload.header
+        if _fused.enabled():
+            _fused.qsgd_decode(
+                payload.scales,
+                payload.codes,
+                h.n,
+                self.bucket,
+                self.levels,
+                self.width,
+                np.dtype(h.out_dtype),
+                out,
+                add,
+            )
+            return
+        codes = unpack_bits(payload.codes, self.width, h.n)
+        vals = qsgd_values_reference(codes, payload.scales, self.levels, self.bucket)
+        _store(out, vals.astype(h.out_dtype), add)
+
+    def decode_add(self, payload: Payload, acc: Any) -> Any:
+        """``acc += decode(payload)`` without a temporary vector (CPU)."""
+        self.check_payload(payload)
+        if acc.shape != (payload.n,):
+            raise ValueError(f"acc must have shape ({payload.n},), got {acc.shape}")
+        self._decode_into(payload, acc, add=True)
+        return acc
+
+
+@register
+class TernGrad(QSGD):
+    """TernGrad: stochastic ternary levels {-1, 0, 1} times the bucket's max |x_i|.
+
+    Exactly ``qsgd(levels=1, norm="linf", stochastic=True)`` under its own codec
+    id: 2 bits per entry plus one float32 scale per bucket; unbiased with
+    ``omega = min(b, sqrt(b)) = sqrt(b)``.
+
+    Args:
+        bucket: entries per scale, 1..2**30.
+    """
+
+    name = "terngrad"
+
+    def __init__(self, bucket: int = 512, *, check_finite: bool = True):
+        super().__init__(
+            levels=1, bucket=bucket, norm="linf", stochastic=True, check_finite=check_finite
+        )
+
+
+@register
+class Sign(Compressor):
+    """Scaled sign: ``sign(x_i) * ||v_k||_1 / len_k`` per bucket (1 bit per entry).
+
+    Contraction, per bucket ``v`` of length ``d``: with ``r = ||v||_1/d``,
+    ``||C(v)-v||^2 = ||v||^2 - 2r||v||_1 + d r^2 = ||v||^2 - ||v||_1^2/d
+    <= (1 - 1/d) ||v||^2`` because ``||v||_1 >= ||v||_2`` (zero entries map to
+    ``+r``, which leaves the identity unchanged). Summing over buckets gives
+    ``delta = 1/min(b, n)`` (up to float32 rounding of ``r``).
+
+    Args:
+        bucket: entries per scale, 1..2**30.
+    """
+
+    name = "sign"
+
+    def __init__(self, bucket: int = 512, *, check_finite: bool = True):
+        super().__init__(check_finite=check_finite)
+        self.bucket = check_int(self.name, "bucket", bucket, 1, MAX_BUCKET)
+
+    def delta(self, n: int) -> float:
+        return 1.0 / min(self.bucket, n)
+
+    def header(self, n: int, dtype: Any) -> Header:
+        return self._new_header(
+            n,
+            dtype,
+            bits=1,
+            ncodes=int(n),
+            bucket=self.bucket,
+            nscales=num_buckets(n, self.bucket),
+        )
+
+    def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
+        if is_device_array(x):
+            return _gpu("sign_encode")(self, x, seed, rank)
+        p = Payload.allocate(self.header(x.shape[0], x.dtype))
+        if _fused.enabled():
+            _fused.sign_encode(x, self.bucket, p.scales, p.codes)
+            return p
+        p.scales[:] = bucket_scales(x, self.bucket, "l1")
+        pack_bits(sign_codes_reference(x), 1, out=p.codes)
+        return p
+
+    def _decode(self, payload: Payload, out: Any) -> None:
+        self._decode_into(payload, out, add=False)
+
+    def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
+        if is_device_array(payload.buf) or is_device_array(out):
+            if add:
+                out += self.decode(payload).astype(out.dtype, copy=False)
+                return
+            _gpu("sign_decode")(self, payload, out)
+            return
+        h = payload.header
+        if _fused.enabled():
+            _fused.sign_decode(
+                payload.scales, payload.codes, h.n, self.bucket, np.dtype(h.out_dtype), out, add
+            )
+            return
+        codes = unpack_bits(payload.codes, 1, h.n)
+        vals = sign_values_reference(codes, payload.scales, self.bucket)
+        _store(out, vals.astype(h.out_dtype), add)
+
+    def decode_add(self, payload: Payload, acc: Any) -> Any:
+        """``acc += decode(payload)`` without a temporary vector (CPU)."""
+        self.check_payload(payload)
+        if acc.shape != (payload.n,):
+            raise ValueError(f"acc must have shape ({payload.n},), got {acc.shape}")
+        self._decode_into(payload, acc, add=True)
+        return acc
