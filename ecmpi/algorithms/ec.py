@@ -1,0 +1,520 @@
+"""The error-compensated family: ``ec-gd``, ``ec-sgd``, ``ec-lsvrg`` and their DIANA variants.
+
+These are the baselines of Qian, Richtárik, Zhang, *Error Compensated
+Distributed SGD Can Be Accelerated* (NeurIPS 2021), as defined by Gorbunov,
+Kovalev, Makarenko, Richtárik, *Linearly Converging Error Compensated SGD*
+(NeurIPS 2020) and by the same group's public code. With P workers, worker
+tau's node objective f_tau (:mod:`ecmpi.problems.base`), a contraction C
+(``--compressor``), step gamma (``--lr``):
+
+1. Estimator [standard]. ``ec-gd``: ``g_tau = grad f_tau(x)``. ``ec-sgd``: a
+   minibatch of ``--batch-size`` local rows (:func:`ecmpi.algorithms.sgd.minibatch`).
+   ``ec-lsvrg``: the loopless SVRG estimator (Kovalev, Horváth, Richtárik 2020)
+   ``g_tau = grad f_tau,i(x) - grad f_tau,i(w) + G(w)`` with ``G(w)`` the
+   snapshot gradient: ``grad f(w)`` (``snapshot=global``: the mean of the local
+   full gradients, one full-precision allreduce each time the snapshot moves)
+   or ``grad f_tau(w)`` (``snapshot=local``: no message).
+2. Error compensation [standard]: ``p = e_tau + gamma*g_tau``, ``v = C(p)``,
+   ``e_tau = p - v``; only the payload of v crosses the network
+   (:func:`ecmpi.allreduce`, any ``--collective``).
+3. Update [standard]: ``x <- x - (1/P) sum_tau v_tau``; with ``l2_mode=prox``
+   the l2 term is left out of g and applied as ``x <- x / (1 + gamma*l2)``
+   (the prox of ``psi = l2/2 ||x||^2``).
+4. ``ec-lsvrg`` only: with probability p, ``w <- x`` (the x before step 3); the
+   coin is one uniform from :mod:`ecmpi.rng` keyed by ``(seed, COIN_STREAM, t)``,
+   so every rank draws the same one without a message; then the snapshot
+   gradient at the new w is recomputed locally (and averaged if global).
+
+DIANA variants [standard] (Mishchenko et al. 2019; Gorbunov et al. 2020):
+``ec-sgd-diana`` and ``ec-lsvrg-diana`` keep shifts ``h_tau`` (zero at
+start) and their mean ``h``, compress ``e_tau + gamma*(g_tau - h_tau + h)``
+with C as above, and send a second message ``Delta_tau = Q(g_tau - h_tau)``
+with an unbiased compressor Q (``shift_compressor``); then
+``h_tau += alpha*Delta_tau`` and ``h += alpha*mean Delta``, with
+``alpha = 1/(omega_Q + 1)`` by default (the bound ``alpha <= 1/(omega+1)``).
+The shifts learn ``grad f_tau(x*)``, so the compressed vectors vanish at the
+optimum even when the workers' data differ.
+
+Heterogeneity: without shifts or a global snapshot, ``ec-gd``/``ec-sgd``
+(and ``ec-lsvrg`` with ``snapshot=local``) converge only to a neighbourhood of
+x* whose size grows with ``(1/P) sum ||grad f_tau(x*)||^2`` and ``1/delta``;
+they converge to x* when every node's gradient vanishes there (e.g. the
+``quadratic`` problem, or one worker).
+
+Defaults (all overridable): ``lr`` = 1/L for ``ec-gd`` (the template's step
+``1/(L+lambda)``; L includes lambda) and ``1/L_b`` for the stochastic methods,
+with ``L_b`` the expected smoothness of a b-row minibatch (:func:`batch_smoothness`);
+``p = 1/m`` with m the local sample count ``N/P`` (``p=ratio``: the
+compression ratio of C, wire bits over raw bits of a d-vector, times
+``p_scale``); C's contraction factor ``delta(d)`` is the compressor's; an
+unbiased compressor with variance factor omega (qsgd = random dithering,
+unbiased randk) is used as the contraction ``Q/(omega+1)`` (``scale``).
+
+Bits: ``bits_up``/``bits_down`` are the bytes this rank sent/received in all
+collectives of the step (compressed vectors, DIANA shifts and, with
+``snapshot=global``, the snapshot gradient), times 8.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..rng import derive, uniform
+from .base import Algorithm, Hyper, RunContext, StepCost
+from .sgd import minibatch
+
+__all__ = [
+    "COIN_STREAM",
+    "ECGD",
+    "ECLSVRG",
+    "ECSGD",
+    "CompensatedMean",
+    "ECLSVRGDiana",
+    "ECSGDDiana",
+    "Snapshot",
+    "batch_smoothness",
+    "compression_ratio",
+    "contraction_scale",
+    "resolve_p",
+    "shared_coin",
+]
+
+#: identifier folded into the snapshot coin's stream (keeps it apart from other draws)
+COIN_STREAM = 0x434F494E  # "COIN"
+#: seed phases of the collectives within one step
+_PHASE_EC, _PHASE_SHIFT, _PHASE_SNAPSHOT = 1, 2, 3
+L2_MODES = ("smooth", "prox")
+SNAPSHOTS = ("auto", "global", "local")
+
+
+# -- helpers shared with ecmpi.algorithms.katyusha ----------------------------------------
+def shared_coin(seed: int, t: int, p: float) -> bool:
+    """The snapshot coin of step t: ``u < p`` with u uniform from ``derive(seed, COIN_STREAM, t)``.
+
+    A pure function of ``(seed, t)``: every rank gets the same answer without a message.
+    """
+    key, stream = derive(seed, COIN_STREAM, t)
+    return bool(uniform(key, stream, 0, 1)[0] < p)
+
+
+def local_sample_count(problem: Any) -> float:
+    """m = N/P, the mean local sample count (identical on every rank)."""
+    return max(1.0, float(problem.n_global) / float(problem.comm.size))
+
+
+def batch_smoothness(problem: Any, batch_size: int) -> float:
+    """Expected smoothness of a b-row minibatch estimator of grad f_tau [standard].
+
+    Gower et al., *SGD: general analysis and improved rates* (ICML 2019), b-nice
+    sampling of m rows: ``L_b = m(b-1)/(b(m-1)) * L_node + (m-b)/(b(m-1)) * L_max``
+    with ``L_node = L_local_max`` (max over ranks of f_tau's smoothness) and
+    ``L_max`` the largest row smoothness. ``b <= 0`` (full local gradients): L.
+    """
+    b = int(batch_size)
+    if b <= 0:
+        return float(problem.L)
+    m = local_sample_count(problem)
+    if m <= 1 or b >= m:
+        return float(problem.L_local_max)
+    node, row = float(problem.L_local_max), float(problem.L_max)
+    return m * (b - 1) / (b * (m - 1)) * node + (m - b) / (b * (m - 1)) * row
+
+
+def compression_ratio(compressor: Any, d: int, dtype: Any) -> float:
+    """Wire bytes of C for a d-vector over its raw bytes ``d * itemsize`` (headers included)."""
+    return compressor.wire_nbytes(d, dtype) / (d * np.dtype(dtype).itemsize)
+
+
+def contraction_scale(compressor: Any, d: int) -> float:
+    """1 for a contraction; ``1/(omega+1)`` for an unbiased compressor (Q/(omega+1) contracts)."""
+    if compressor.is_identity or not compressor.unbiased:
+        return 1.0
+    om = float(compressor.omega(d))
+    return 1.0 / (om + 1.0) if math.isfinite(om) else 1.0
+
+
+def resolve_p(value: Any, scale: float, problem: Any, compressor: Any) -> float:
+    """The snapshot probability: a number in (0, 1], ``"1/m"`` or ``"ratio"`` (times ``scale``).
+
+    Raises:
+        ValueError: anything else, or a probability outside (0, 1].
+    """
+    if value is None or value == "1/m":
+        p = 1.0 / local_sample_count(problem)
+    elif value in ("ratio", "auto-ratio"):
+        p = float(scale) * compression_ratio(compressor, problem.d, problem.dtype)
+    else:
+        try:
+            p = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"p must be a probability, '1/m' or 'ratio', got {value!r}") from None
+    if not (0.0 < p <= 1.0) and value in ("ratio", "auto-ratio"):
+        p = min(1.0, p)
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must lie in (0, 1], got {p!r} (from {value!r})")
+    return p
+
+
+def _positive(v: Any, name: str) -> float:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r}") from None
+    if not (math.isfinite(f) and f > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    return f
+
+
+def resolve_params(alg: Algorithm, given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults of ``alg.hyperparameters`` filled in; unknown names and bad choices rejected."""
+    hypers = {h.name: h for h in alg.hyperparameters}
+    unknown = sorted(set(given) - set(hypers))
+    if unknown:
+        raise ValueError(
+            f"{alg.name}: unknown hyperparameter(s) {unknown}; known: {', '.join(sorted(hypers))}"
+        )
+    out = {k: given.get(k, h.default) for k, h in hypers.items()}
+    for k, h in hypers.items():
+        if h.choices is not None and out[k] not in h.choices:
+            raise ValueError(f"{k} must be one of {', '.join(map(str, h.choices))}, got {out[k]!r}")
+    return out
+
+
+class CompensatedMean:
+    """Error-compensated compressed mean over the ranks (one call site, one residual).
+
+    ``__call__(a, seed)`` computes ``p = e + a``, exchanges C(p) through
+    :func:`ecmpi.allreduce` and returns ``(1/P) sum_tau v_tau`` with
+    ``v = scale * C(p)``; the residual becomes ``e = p - v``. The collective's
+    own feedback is reset before every call (``e`` is the only compensation),
+    as in :mod:`ecmpi.algorithms.ecqsgd`; ``C(p) = p - r`` with ``r`` its
+    worker residual. ``compensate=False`` sends ``a`` as is (e stays 0).
+    """
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        compressor: Any,
+        like: np.ndarray,
+        stats: Any,
+        *,
+        scale: float = 1.0,
+        compensate: bool = True,
+    ):
+        from ..comm import CollectiveFeedback
+
+        self.ctx = ctx
+        self.compressor = compressor
+        self.scale = float(scale)
+        self.compensate = bool(compensate)
+        self.e = np.zeros_like(like)
+        self.feedback = CollectiveFeedback()
+        self.stats = stats
+
+    def __call__(self, a: np.ndarray, seed: tuple[int, ...]) -> np.ndarray:
+        from ..comm import allreduce
+
+        ctx = self.ctx
+        p = self.e + a if self.compensate else a
+        self.feedback.reset()
+        mean = allreduce(
+            p,
+            self.compressor,
+            comm=ctx.comm,
+            algorithm=ctx.collective,
+            average=True,
+            seed=seed,
+            feedback=self.feedback,
+            stats=self.stats,
+        )
+        if not self.compensate:
+            return mean if self.scale == 1.0 else self.scale * mean
+        r = self.feedback.worker  # p - C(p)
+        if self.scale == 1.0:
+            self.e = np.array(r, copy=True)
+            return mean
+        v = self.scale * (p - r)
+        self.e = p - v
+        return self.scale * mean
+
+
+class Snapshot:
+    """The snapshot w and its gradient G(w): global ``grad f(w)`` or local ``grad f_tau(w)``."""
+
+    def __init__(self, ctx: RunContext, w: np.ndarray, mode: str, stats: Any):
+        self.ctx = ctx
+        self.mode = mode
+        self.stats = stats
+        self.refresh(np.array(w, copy=True), 0)
+
+    def refresh(self, w: np.ndarray, t: int) -> None:
+        self.w = w
+        g = self.ctx.problem.local_grad(w)
+        if self.mode == "global":
+            from ..comm import allreduce
+
+            g = allreduce(
+                g,
+                "none",
+                comm=self.ctx.comm,
+                algorithm=self.ctx.collective,
+                average=True,
+                seed=(self.ctx.seed, t, _PHASE_SNAPSHOT),
+                stats=self.stats,
+            )
+        self.g = g
+
+    def estimator(self, x: np.ndarray, idx: Any) -> np.ndarray:
+        """``grad f_tau,idx(x) - grad f_tau,idx(w) + G(w)`` (idx None: ``grad f_tau(x) - ...``)."""
+        prob = self.ctx.problem
+        if idx is None:
+            return prob.local_grad(x) - prob.local_grad(self.w) + self.g
+        return prob.batch_grad(x, idx) - prob.batch_grad(self.w, idx) + self.g
+
+
+def resolve_snapshot(mode: str, compressor: Any) -> str:
+    """``auto``: global when the messages are compressed, local for the identity (same mean)."""
+    if mode not in SNAPSHOTS:
+        raise ValueError(f"snapshot must be one of {', '.join(SNAPSHOTS)}, got {mode!r}")
+    if mode == "auto":
+        return "local" if compressor.is_identity else "global"
+    return mode
+
+
+_COMMON = (
+    Hyper(
+        "l2_mode",
+        str,
+        "smooth",
+        "l2 inside f (smooth) or through the prox step (prox)",
+        choices=L2_MODES,
+    ),
+    Hyper("scale", float, None, "v = scale*C(p); default 1/(omega+1) for unbiased C, else 1"),
+)
+_LSVRG = (
+    Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/P) or ratio"),
+    Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio when p=ratio"),
+    Hyper(
+        "snapshot",
+        str,
+        "auto",
+        "snapshot gradient: global grad f(w) (full-precision "
+        "mean), local grad f_tau(w), auto = global when compressed",
+        choices=SNAPSHOTS,
+    ),
+)
+_DIANA = (
+    Hyper("alpha", float, None, "shift step; default 1/(omega_Q + 1)"),
+    Hyper(
+        "shift_compressor",
+        str,
+        None,
+        "unbiased Q of the shift messages; default: "
+        "--compressor if unbiased, else qsgd:levels=1,bucket=512",
+    ),
+)
+
+
+class _ECBase(Algorithm):
+    """Shared body of the family. See the module docstring."""
+
+    name: ClassVar[str] = "ec-gd"
+    stochastic: ClassVar[bool] = False
+    estimator: ClassVar[str] = "gd"  # gd, sgd or lsvrg
+    diana: ClassVar[bool] = False
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        from ..comm import CommStats
+        from ..compress import compressor as make_compressor
+
+        prob = ctx.problem
+        self.params = resolve_params(self, ctx.params)
+        if ctx.compressor is None:
+            raise ValueError(f"{self.name} needs a compressor (e.g. topk:k=1)")
+        self.C = make_compressor(ctx.compressor)
+        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
+        self._x = np.array(x0, dtype=prob.dtype, copy=True)
+        if self._x.shape != (prob.d,):
+            raise ValueError(f"x0 must have shape ({prob.d},), got {self._x.shape}")
+        self.batch = int(ctx.batch_size) if self.estimator != "gd" else 0
+        if ctx.lr is not None:
+            self.lr = _positive(ctx.lr, "lr")
+        elif self.estimator == "gd":
+            self.lr = 1.0 / float(prob.L)
+        else:
+            self.lr = 1.0 / batch_smoothness(prob, self.batch)
+        self.l2_mode = self.params["l2_mode"]
+        self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
+        s = self.params["scale"]
+        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "scale")
+        self.stats = CommStats()
+        self.ec = CompensatedMean(ctx, self.C, self._x, self.stats, scale=self.scale)
+        self.snapshot: Snapshot | None = None
+        if self.estimator == "lsvrg":
+            self.p = resolve_p(
+                self.params["p"], _positive(self.params["p_scale"], "p_scale"), prob, self.C
+            )
+            self.snapshot_mode = resolve_snapshot(self.params["snapshot"], self.C)
+            self.snapshot = Snapshot(ctx, self._x, self.snapshot_mode, self.stats)
+        if self.diana:
+            self._init_diana()
+
+    def _init_diana(self) -> None:
+        from ..compress import compressor as make_compressor
+
+        spec = self.params["shift_compressor"]
+        if spec is None:
+            om = self.C.omega(self.ctx.problem.d)
+            spec = self.C if self.C.unbiased and math.isfinite(om) else "qsgd:levels=1,bucket=512"
+        self.Q = make_compressor(spec)
+        omega = float(self.Q.omega(self.ctx.problem.d))
+        if not (self.Q.unbiased and math.isfinite(omega)):
+            raise ValueError(
+                f"shift_compressor must be unbiased with a finite omega, got {self.Q.spec!r}"
+            )
+        a = self.params["alpha"]
+        self.alpha = 1.0 / (omega + 1.0) if a is None else _positive(a, "alpha")
+        self.h_local = np.zeros_like(self._x)
+        self.h = np.zeros_like(self._x)
+        self.shift = CompensatedMean(self.ctx, self.Q, self._x, self.stats, compensate=False)
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x
+
+    def gradient(self, t: int) -> np.ndarray:
+        """g_tau at the current x (step 1 of the module docstring), l2 left out in prox mode."""
+        prob = self.ctx.problem
+        idx = minibatch(self.ctx, t) if self.batch > 0 else None
+        if self.snapshot is not None:
+            g = self.snapshot.estimator(self._x, idx)
+        elif idx is None:
+            g = prob.local_grad(self._x)
+        else:
+            g = prob.batch_grad(self._x, idx)
+        if self.l2:
+            g = g - self.l2 * self._x
+        return g
+
+    def step(self, t: int) -> StepCost:
+        seed = self.ctx.seed
+        sent, recv = self.stats.bytes_sent, self.stats.bytes_received
+        g = self.gradient(t)
+        if self.diana:
+            u = g - self.h_local
+            msg = self.lr * (u + self.h)
+        else:
+            msg = self.lr * g
+        mean = self.ec(msg, (seed, t, _PHASE_EC))
+        if self.diana:
+            dmean = self.shift(u, (seed, t, _PHASE_SHIFT))
+            own = u - self.shift.feedback.worker  # Q(u) of this worker
+            self.h_local = self.h_local + self.alpha * own
+            self.h = self.h + self.alpha * dmean
+        x_old = self._x
+        x = x_old - mean
+        if self.l2:
+            x = x / (1.0 + self.lr * self.l2)
+        self._x = x
+        if self.snapshot is not None and shared_coin(seed, t, self.p):
+            self.snapshot.refresh(np.array(x_old, copy=True), t)
+        return StepCost(
+            bits_up=8 * (self.stats.bytes_sent - sent),
+            bits_down=8 * (self.stats.bytes_received - recv),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        s: dict[str, Any] = {"x": self._x.copy(), "e": self.ec.e.copy()}
+        if self.snapshot is not None:
+            s["w"] = self.snapshot.w.copy()
+            s["gw"] = np.array(self.snapshot.g, copy=True)
+        if self.diana:
+            s["h_local"] = self.h_local.copy()
+            s["h"] = self.h.copy()
+        return s
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dt = self._x.dtype
+        self._x = np.array(state["x"], dtype=dt, copy=True)
+        self.ec.e = np.array(state["e"], dtype=dt, copy=True)
+        if self.snapshot is not None:
+            self.snapshot.w = np.array(state["w"], dtype=dt, copy=True)
+            self.snapshot.g = np.array(state["gw"], dtype=dt, copy=True)
+        if self.diana:
+            self.h_local = np.array(state["h_local"], dtype=dt, copy=True)
+            self.h = np.array(state["h"], dtype=dt, copy=True)
+
+    def describe(self) -> dict[str, Any]:
+        d = self.ctx.problem.d
+        out = {
+            **self.params,
+            "lr": self.lr,
+            "scale": self.scale,
+            "delta": self.C.delta(d),
+            "batch_size": self.batch,
+        }
+        if self.snapshot is not None:
+            out.update(p=self.p, snapshot=self.snapshot_mode)
+        if self.diana:
+            out.update(
+                alpha=self.alpha, shift_compressor=self.Q.spec, omega_shift=float(self.Q.omega(d))
+            )
+        return out
+
+
+class ECGD(_ECBase):
+    """EC-GD: full local gradients with error compensation. See the module docstring."""
+
+    name: ClassVar[str] = "ec-gd"
+    estimator: ClassVar[str] = "gd"
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON
+
+
+class ECSGD(_ECBase):
+    """EC-SGD: minibatch gradients with error compensation. See the module docstring."""
+
+    name: ClassVar[str] = "ec-sgd"
+    stochastic: ClassVar[bool] = True
+    estimator: ClassVar[str] = "sgd"
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON
+
+
+class ECLSVRG(_ECBase):
+    """EC-LSVRG: the loopless SVRG estimator with error compensation. See the module docstring."""
+
+    name: ClassVar[str] = "ec-lsvrg"
+    stochastic: ClassVar[bool] = True
+    estimator: ClassVar[str] = "lsvrg"
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + _LSVRG
+
+
+class ECSGDDiana(_ECBase):
+    """EC-SGD-DIANA: EC-SGD with DIANA shifts. See the module docstring."""
+
+    name: ClassVar[str] = "ec-sgd-diana"
+    stochastic: ClassVar[bool] = True
+    estimator: ClassVar[str] = "sgd"
+    diana: ClassVar[bool] = True
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + _DIANA
+
+
+_LSVRG_LOCAL = tuple(
+    Hyper(h.name, h.type, "local", h.help, h.choices) if h.name == "snapshot" else h for h in _LSVRG
+)
+
+
+class ECLSVRGDiana(_ECBase):
+    """EC-LSVRG-DIANA: EC-LSVRG with DIANA shifts (local snapshot by default)."""
+
+    name: ClassVar[str] = "ec-lsvrg-diana"
+    stochastic: ClassVar[bool] = True
+    estimator: ClassVar[str] = "lsvrg"
+    diana: ClassVar[bool] = True
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + _LSVRG_LOCAL + _DIANA
