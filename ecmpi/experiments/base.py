@@ -1,0 +1,142 @@
+"""What an experiment is: runs of ``ecmpi run``, the figures and the table made from them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Experiment", "FigureSpec", "Run", "Setting", "flags"]
+
+
+def flags(**opts: Any) -> tuple[str, ...]:
+    """``ecmpi run`` options from keywords.
+
+    ``flags(lr=0.5, batch_size=16, bias=True)`` is
+    ``("--lr", "0.5", "--batch-size", "16", "--bias")``. None values are left
+    out; True gives the bare flag (False leaves it out).
+    """
+    out: list[str] = []
+    for k, v in opts.items():
+        if v is None or v is False:
+            continue
+        out.append("--" + k.replace("_", "-"))
+        if v is not True:
+            out.append(repr(v) if isinstance(v, float) else str(v))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``ecmpi run`` of an experiment.
+
+    Attributes:
+        name: the log's file stem (``DIR/logs/<name>.h5``), unique in its setting.
+        argv: the arguments of ``ecmpi run``, the algorithm first, without ``--out``.
+        ranks: a fixed rank count (the paper's), or None for ``reproduce -n P``.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    ranks: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"bad run name {self.name!r}")
+        if not self.argv or self.argv[0].startswith("-"):
+            raise ValueError(f"run {self.name!r}: argv must start with the algorithm name")
+        if "--out" in self.argv:
+            raise ValueError(f"run {self.name!r}: reproduce chooses --out itself")
+        if self.ranks is not None and self.ranks < 1:
+            raise ValueError(f"run {self.name!r}: ranks must be positive, got {self.ranks}")
+
+    @property
+    def algorithm(self) -> str:
+        return self.argv[0]
+
+    def with_max_steps(self, max_steps: int | None) -> Run:
+        """The same run with ``--steps`` lowered to at most ``max_steps``."""
+        if max_steps is None:
+            return self
+        argv = list(self.argv)
+        if "--steps" in argv:
+            i = argv.index("--steps") + 1
+            argv[i] = str(min(int(float(argv[i])), max_steps))
+        else:
+            argv += ["--steps", str(max_steps)]
+        return Run(self.name, tuple(argv), self.ranks)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure (``DIR/<name>.png``) drawn by :func:`ecmpi.analyze.plot`.
+
+    Attributes:
+        name: file stem.
+        x: x axes, one panel each (``rounds``, ``bits``, ``time``).
+        group_by: keys of the loaded frame; one curve per group (None: per run).
+        runs: names of the runs shown (None: all of the setting's runs).
+        title: figure title (None: problem and dataset).
+    """
+
+    name: str
+    x: tuple[str, ...] = ("rounds", "bits")
+    group_by: tuple[str, ...] | None = ("algorithm",)
+    runs: tuple[str, ...] | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The runs, figures and table of one setting (quick or full) of an experiment.
+
+    Attributes:
+        runs: run in this order.
+        figures: drawn after the runs.
+        eps: suboptimality target for the table and the figures (None: final values).
+        group_by: table rows (None: one per run).
+        ranks: rank count when ``reproduce`` gets no ``-n``.
+    """
+
+    runs: tuple[Run, ...]
+    figures: tuple[FigureSpec, ...]
+    eps: float | None = None
+    group_by: tuple[str, ...] | None = ("algorithm", "compressor")
+    ranks: int = 4
+
+    def __post_init__(self) -> None:
+        names = [r.name for r in self.runs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"run names must be unique, repeated: {', '.join(dup)}")
+        for fig in self.figures:
+            missing = sorted(set(fig.runs or ()) - set(names))
+            if missing:
+                raise ValueError(f"figure {fig.name!r} names unknown runs: {', '.join(missing)}")
+        if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
+            raise ValueError(f"eps must be positive, got {self.eps!r}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A paper's experiment: what it shows and its quick and full settings."""
+
+    name: str
+    paper: str
+    description: str
+    quick: Setting
+    full: Setting
+    notes: tuple[str, ...] = field(default=())
+
+    def setting(self, quick: bool) -> Setting:
+        return self.quick if quick else self.full
+
+    def algorithms(self, quick: bool) -> list[str]:
+        """The algorithm names the setting runs, in first-use order."""
+        return list(dict.fromkeys(r.algorithm for r in self.setting(quick).runs))
+
+
+def seeds(n: int) -> Iterable[int]:
+    """``range(n)``, named for readability in experiment definitions."""
+    return range(n)

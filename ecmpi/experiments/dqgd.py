@@ -1,0 +1,61 @@
+"""DQ-GD (Lin, Kostina, Hassibi): the convergence-communication tradeoff at R bits per dimension.
+
+One worker (the paper's setting) on a quadratic with condition number 3.5 in
+d = 50 (``f* = 0``), from x0 = 0. Full-precision GD with step 2/(L+mu)
+contracts at sigma = (kappa-1)/(kappa+1) = 0.556; DQ-GD at R bits per
+dimension contracts at max(sigma, rho*2^-R) and naive quantized GD (``qgd``)
+only at sigma + rho*2^-R (rho = sqrt(d) for the per-coordinate quantizer), so
+DQ-GD matches GD from about R = 6 on while QGD stays slower. Against bits,
+DQ-GD needs far fewer bits per worker than GD's 64 per entry.
+
+Quick: R = 4 and 6. Full: R = 4, 5, 6, 7, 8. ``examples/dqgd_rates.py`` measures the
+rates against the theory curves.
+"""
+
+from __future__ import annotations
+
+from .base import Experiment, FigureSpec, Run, Setting, flags
+
+__all__ = ["EXPERIMENT", "runs"]
+
+KAPPA = 3.5
+_COMMON = flags(problem="quadratic", kappa=KAPPA, dim=50, steps=60)
+#: 2 / (L + mu) with mu = 1, L = kappa
+GD_STEP = 2.0 / (KAPPA + 1.0)
+
+
+def runs(bits: tuple[int, ...]) -> tuple[Run, ...]:
+    """GD, then DQ-GD and QGD at each R, all on one rank."""
+    out = [Run("gd", ("gd", *_COMMON, *flags(lr=GD_STEP)), ranks=1)]
+    for alg in ("dqgd", "qgd"):
+        for r in bits:
+            out.append(Run(f"{alg}_R{r}", (alg, *_COMMON, *flags(bits_per_dim=r)), ranks=1))
+    return tuple(out)
+
+
+_GROUPS = ("algorithm", "hyperparameters.bits_per_dim")
+EXPERIMENT = Experiment(
+    name="dqgd",
+    paper=(
+        "Lin, Kostina, Hassibi. Achieving the fundamental convergence-communication tradeoff "
+        "with Differentially Quantized Gradient Descent. arXiv 2002.02508."
+    ),
+    description=(
+        "Quadratic, kappa = 3.5, d = 50, one worker: GD (step 2/(L+mu)) against DQ-GD and naive "
+        "quantized GD at R bits per dimension per iteration."
+    ),
+    quick=Setting(
+        runs=runs((4, 6)),
+        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS),),
+        eps=1e-10,
+        group_by=_GROUPS,
+        ranks=1,
+    ),
+    full=Setting(
+        runs=runs((4, 5, 6, 7, 8)),
+        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS),),
+        eps=1e-10,
+        group_by=_GROUPS,
+        ranks=1,
+    ),
+)

@@ -1,0 +1,164 @@
+"""ecmpi reproduce: experiment definitions are valid runs; end to end at small size; errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ecmpi.algorithms import ALGORITHMS, get
+from ecmpi.cli import UsageError, resolve_run_options
+from ecmpi.cli import main as cli_main
+from ecmpi.experiments import EXPERIMENTS, Experiment, FigureSpec, Run, Setting, get_experiment
+from ecmpi.experiments.base import flags
+from ecmpi.reproduce import ReproduceError, add_arguments, find_mpiexec, main, reproduce
+
+
+def _available(name: str) -> bool:
+    try:
+        get(name)
+    except (ValueError, ImportError, AttributeError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+@pytest.mark.parametrize("quick", [True, False])
+def test_every_run_is_a_valid_ecmpi_run(name, quick):
+    exp = get_experiment(name)
+    setting = exp.setting(quick)
+    assert exp.name == name and setting.runs and setting.figures
+    for run in setting.runs:
+        assert run.algorithm in ALGORITHMS, run
+        if not _available(run.algorithm):
+            continue  # not built yet; reproduce refuses it with a clear message (tested below)
+        try:
+            alg_cls, opts, _ = resolve_run_options(list(run.argv))
+        except UsageError as exc:  # a typo in an experiment must fail here, not in a long run
+            pytest.fail(f"{name} run {run.name}: {exc}")
+        assert alg_cls.name == run.algorithm and opts["out"] is None
+
+
+def test_flags_and_run_validation():
+    assert flags(lr=0.5, batch_size=16, bias=True, l2=None, quiet=False) == (
+        "--lr",
+        "0.5",
+        "--batch-size",
+        "16",
+        "--bias",
+    )
+    r = Run("a", ("sgd", "--steps", "300"))
+    assert r.with_max_steps(20).argv == ("sgd", "--steps", "20")
+    assert r.with_max_steps(1000).argv == r.argv
+    assert Run("b", ("gd",)).with_max_steps(5).argv == ("gd", "--steps", "5")
+    with pytest.raises(ValueError, match="start with the algorithm"):
+        Run("c", ("--lr", "1"))
+    with pytest.raises(ValueError, match="chooses --out"):
+        Run("c", ("gd", "--out", "x.h5"))
+    with pytest.raises(ValueError, match="unique"):
+        Setting(runs=(r, r), figures=())
+    with pytest.raises(ValueError, match="unknown runs"):
+        Setting(runs=(r,), figures=(FigureSpec("f", runs=("zzz",)),))
+    with pytest.raises(ValueError, match="unknown experiment"):
+        get_experiment("nope")
+
+
+def test_ecq_sgd_quick_is_the_flagship():
+    s = get_experiment("ecq-sgd").quick
+    assert [r.algorithm for r in s.runs] == ["sgd", "qsgd", "ecq-sgd"]
+    comps = [r.argv[r.argv.index("--compressor") + 1] for r in s.runs]
+    assert comps[0] == "none" and comps[1] == comps[2] != "none"
+    assert all(r.argv[r.argv.index("--dtype") + 1] == "float32" for r in s.runs)  # 32-bit SGD
+
+
+def test_find_mpiexec_prefers_the_one_beside_python(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    exe = fake / "mpiexec"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake / "python"))
+    assert find_mpiexec() == [str(exe)]
+    exe.unlink()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ReproduceError, match="mpiexec not found"):
+        find_mpiexec()
+
+
+def _tiny(runs, **kw):
+    return Experiment(
+        name="tiny",
+        paper="test",
+        description="test",
+        quick=Setting(runs=tuple(runs), figures=(FigureSpec("tiny", x=("rounds", "bits")),), **kw),
+        full=Setting(runs=tuple(runs), figures=()),
+    )
+
+
+def test_unavailable_algorithm_is_refused_before_running(tmp_path, monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "ghost", "ecmpi.algorithms.no_such_module:Ghost")
+    exp = _tiny([Run("g", ("ghost", "--steps", "2"))])
+    with pytest.raises(ReproduceError, match=r"ghost \(ModuleNotFoundError") as info:
+        reproduce(exp, tmp_path / "out", quick=True, launcher=["false"])
+    assert info.value.code == 2 and not (tmp_path / "out").exists()
+    exp = _tiny([Run("g", ("unregistered-alg",))])
+    with pytest.raises(ReproduceError, match="unregistered-alg \\(not registered\\)"):
+        reproduce(exp, tmp_path / "out", quick=True, launcher=["false"])
+
+
+COMMON = ("--problem", "lsq", "--dataset", "synthetic:n=64,d=4", "--steps", "3")
+
+
+def test_a_failing_run_reports_its_stderr(tmp_path):
+    exp = _tiny([Run("bad", ("gd", *COMMON, "--lr", "-1"))])
+    with pytest.raises(ReproduceError, match="run bad failed") as info:
+        reproduce(exp, tmp_path, ranks=1, quick=True)
+    assert "--lr" in str(info.value) and "positive" in str(info.value)
+    assert info.value.code == 1 and not (tmp_path / "table.md").exists()
+
+
+def _args(**kw):
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(kw.pop("argv"))
+
+
+def test_main_exit_status_and_messages(tmp_path, capsys):
+    assert main(_args(argv=["dqgd", "--out", str(tmp_path), "-n", "0"])) == 2
+    assert "positive rank count" in capsys.readouterr().err
+    rc = main(_args(argv=["dqgd", "--out", str(tmp_path), "--launcher", "/nonexistent/mpiexec"]))
+    assert rc == 2 and "cannot start" in capsys.readouterr().err
+    assert cli_main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_ecq_sgd_quick_end_to_end_small(tmp_path, capsys):
+    """The README's command at a few steps: logs, figure and table with one row per method."""
+    out = tmp_path / "demo"
+    rc = cli_main(
+        ["reproduce", "ecq-sgd", "--quick", "-n", "2", "--out", str(out), "--max-steps", "12"]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    logs = sorted(p.name for p in (out / "logs").glob("*.h5"))
+    assert logs == ["ecq-sgd_d256_s0.h5", "qsgd_d256_s0.h5", "sgd_d256_s0.h5"]
+    assert (out / "ecq-sgd.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "table.md").read_text()
+    assert md in captured.out
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ")][1:]
+    assert sorted(r.split("|")[1].strip() for r in rows) == ["ecq-sgd", "qsgd", "sgd"]
+    from ecmpi import analyze
+
+    s = analyze.summary(out / "logs", group_by="algorithm").set_index("algorithm")
+    assert (s["steps"] == 12).all() and (s["n_runs"] == 1).all()
+    assert s.loc["sgd", "compression_ratio"] == 1.0
+    assert s.loc["ecq-sgd", "compression_ratio"] > 1.0  # 4-level codes vs 32-bit floats
+    df = analyze.load(out / "logs")
+    assert set(df["n_ranks"]) == {2} and set(df["dtype"]) == {"float32"}
+    assert isinstance(df, pd.DataFrame) and os.path.commonpath(list(df["file"])) == str(
+        Path(out / "logs")
+    )
