@@ -120,5 +120,8 @@ class Algorithm(ABC):
         """Restore what :meth:`state_dict` returned."""
 
     def describe(self) -> dict[str, Any]:
-        """Resolved hyperparameters (derived defaults included) for the log's ``config``."""
+        """Resolved hyperparameters (derived defaults included) for the log's ``config``.
+
+        Called on rank 0 only, when the log is created: it must not communicate.
+        """
         return dict(self.ctx.params)
