@@ -57,7 +57,7 @@ STUDY_COMPRESSORS = (
 )
 
 
-def iterations_for(nbytes: int, budget_bytes: float = 96 << 20, most: int = 5) -> int:
+def iterations_for(nbytes: int, budget_bytes: float = 32 << 20, most: int = 5) -> int:
     """Timed calls per configuration: ``most`` for small vectors, down to 1, so that
     ``iters * nbytes`` stays near ``budget_bytes`` (large sizes are long and steady)."""
     return int(max(1, min(most, budget_bytes // max(nbytes, 1))))
