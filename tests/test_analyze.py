@@ -471,3 +471,20 @@ def test_import_ecmpi_stays_light():
     code = "import sys, ecmpi.analyze; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"]
+
+
+def test_group_labels_use_short_names_and_skip_unset(tmp_path):
+    write_log(tmp_path / "gd.h5", algorithm="gd", config={"hyperparameters": {}})
+    for r in (4, 6):
+        write_log(
+            tmp_path / f"dqgd{r}.h5",
+            algorithm="dqgd",
+            compressor="none",
+            config={"hyperparameters": {"bits_per_dim": float(r)}},
+        )
+    keys = ["algorithm", "hyperparameters.bits_per_dim"]
+    fig = plot(tmp_path, group_by=keys)
+    labels = sorted(ln.get_label() for ln in fig.get_axes()[0].get_lines())
+    assert labels == ["dqgd · bits_per_dim=4", "dqgd · bits_per_dim=6", "gd"]
+    s = summary(tmp_path, group_by=keys)
+    assert len(s) == 3 and s["n_runs"].tolist() == [1, 1, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
@@ -48,12 +49,23 @@ def parse_x(x: str | Sequence[str]) -> list[str]:
 
 
 def _fmt(key: str, value: Any) -> str:
-    return str(value) if key in ("algorithm", "compressor") else f"{key}={value}"
+    """``algorithm``/``compressor`` as their value, others as ``name=value``; "" if unset."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        value = f"{value:g}"
+    if key in ("algorithm", "compressor"):
+        return str(value)
+    return f"{key.rsplit('.', 1)[-1]}={value}"
+
+
+def _join(parts: list[str]) -> str:
+    return " · ".join(p for p in parts if p)
 
 
 def _run_label(row: Any, varying: list[str]) -> str:
     keys = varying or ["algorithm", "compressor"]
-    label = " · ".join(_fmt(k, row[k]) for k in keys)
+    label = _join([_fmt(k, row[k]) for k in keys])
     if row["status"] != "completed":
         label += f" [{row['status']}]"
     return label
@@ -135,7 +147,7 @@ def plot(
             groups = list(df.groupby(keys, sort=False, dropna=False))
         for gkey, g in groups:
             gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-            label = " · ".join(_fmt(k, v) for k, v in zip(keys, gkey))
+            label = _join([_fmt(k, v) for k, v in zip(keys, gkey)])
             bad = g["status"][g["status"] != "completed"]
             if len(bad):
                 label += " [" + ", ".join(f"{n} {s}" for s, n in bad.value_counts().items()) + "]"
