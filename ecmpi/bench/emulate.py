@@ -42,6 +42,7 @@ from .netns import EmulatedCluster, read_counters
 __all__ = [
     "STUDY_COMPRESSORS",
     "iterations_for",
+    "main_allreduce",
     "run_emulated",
     "worker",
 ]
@@ -304,6 +305,24 @@ def main(args: argparse.Namespace) -> int:
         with open(args.out, "w") as fh:
             json.dump({"benchmark": "allreduce-emulated", "rate": args.rate, "rows": rows}, fh)
     return 0
+
+
+def main_allreduce(args: argparse.Namespace) -> int:
+    """``ecmpi bench allreduce --emulate RATE [--ranks P]``: its options, on an emulated cluster.
+
+    ``ps``, ``--warmup``, ``--feedback`` and ``--check`` are not part of the emulated run."""
+    algorithms = [a for a in args.algorithms.split(",") if a.strip() and a.strip() != "ps"]
+    ns = argparse.Namespace(
+        rate=args.emulate,
+        ranks=args.ranks,
+        sizes=args.sizes,
+        algorithms=",".join(algorithms),
+        compressor=args.compressor,
+        iters=args.iters,
+        out=args.out,
+        worker=None,
+    )
+    return main(ns)
 
 
 def _bw(r: dict[str, Any]) -> dict[str, float]:
