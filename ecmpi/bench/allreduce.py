@@ -199,10 +199,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--check", action="store_true", help="include the cross-rank argument check in every call"
     )
     parser.add_argument("--out", default=None, help="write the rows as JSON to this file")
+    parser.add_argument(
+        "--emulate",
+        default=None,
+        metavar="RATE",
+        help="run as root without mpiexec on an emulated cluster, one namespace and link "
+        "of RATE (e.g. 1gbit) per rank, with tc byte counters (ecmpi.bench.emulate)",
+    )
+    parser.add_argument("--ranks", type=int, default=4, help="ranks for --emulate")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run under ``mpiexec``; rank 0 prints the table and writes ``--out``."""
+    if getattr(args, "emulate", None):
+        from .emulate import main_allreduce
+
+        return main_allreduce(args)
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
