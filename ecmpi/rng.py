@@ -77,6 +77,10 @@ def derive(seed: SeedLike, *ids: int) -> tuple[int, int]:
     if isinstance(seed, (int, np.integer)):
         parts = [int(seed)]
     else:
+        if isinstance(seed, (str, bytes)) or any(
+            isinstance(v, (bool, float, str, bytes)) for v in _iter_or_empty(seed)
+        ):
+            raise TypeError(f"seed must be an int or a sequence of ints, got {seed!r}")
         try:
             parts = [int(v) for v in seed]
         except TypeError as exc:
@@ -91,6 +95,13 @@ def derive(seed: SeedLike, *ids: int) -> tuple[int, int]:
     for v in parts[1:]:
         stream = mix64(stream ^ (v & MASK64))
     return key, stream
+
+
+def _iter_or_empty(seed: object) -> list:
+    try:
+        return list(seed)  # type: ignore[call-overload]
+    except TypeError:
+        return []
 
 
 def _mulhilo(a: np.ndarray, m: np.uint64) -> tuple[np.ndarray, np.ndarray]:
