@@ -1,0 +1,63 @@
+"""Parameter formulas of loopless Katyusha and the snapshot probability (no MPI)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ecmpi import compressor
+from ecmpi.algorithms.ec import compression_ratio, contraction_scale, resolve_p, shared_coin
+from ecmpi.algorithms.katyusha import katyusha_parameters
+
+
+def _prob(n_global=400, size=4, d=50):
+    return SimpleNamespace(
+        n_global=n_global, comm=SimpleNamespace(size=size), d=d, dtype=np.float64
+    )
+
+
+def test_katyusha_defaults_match_the_standard_formulas():
+    L, mu, m = 10.0, 1e-3, 100
+    hp = katyusha_parameters(L, mu, 1 / m)
+    sigma = mu / L
+    assert hp["theta1"] == pytest.approx(min(math.sqrt(2 * m * sigma / 3), 0.5))
+    assert hp["theta2"] == 0.5
+    assert hp["eta"] == pytest.approx(hp["theta2"] / ((1 + hp["theta2"]) * hp["theta1"]))
+    assert katyusha_parameters(1.0, 1.0, 0.01)["theta1"] == 0.5  # capped
+    with pytest.raises(ValueError, match="mu = 0"):
+        katyusha_parameters(1.0, 0.0, 0.1)
+    with pytest.raises(ValueError, match="L must"):
+        katyusha_parameters(-1.0, 0.1, 0.1)
+
+
+def test_resolve_p():
+    prob = _prob()
+    assert resolve_p("1/m", 1.0, prob, compressor("none")) == pytest.approx(4 / 400)
+    c = compressor("topk:k=2")
+    r = compression_ratio(c, 50, np.float64)
+    assert r == pytest.approx((48 + 2 * 8 + 2 * 4) / 400)
+    assert resolve_p("ratio", 2.0, prob, c) == pytest.approx(2 * r)
+    assert resolve_p("ratio", 1e6, prob, c) == 1.0
+    assert resolve_p("0.25", 1.0, prob, c) == 0.25
+    for bad in ("0", "1.5", "often"):
+        with pytest.raises(ValueError, match="p must"):
+            resolve_p(bad, 1.0, prob, c)
+
+
+def test_contraction_scale():
+    assert contraction_scale(compressor("topk:k=3"), 50) == 1.0
+    assert contraction_scale(compressor("none"), 50) == 1.0
+    q = compressor("qsgd:levels=4,bucket=16")
+    assert contraction_scale(q, 50) == pytest.approx(1 / (1 + q.omega(50)))
+
+
+def test_shared_coin_is_a_pure_function_of_seed_and_step():
+    a = [shared_coin(3, t, 0.5) for t in range(500)]
+    assert a == [shared_coin(3, t, 0.5) for t in range(500)]
+    assert a != [shared_coin(4, t, 0.5) for t in range(500)]
+    assert all(shared_coin(3, t, 1.0) for t in range(100))
+    # Binomial(500, 0.5): within 5 standard deviations
+    assert abs(sum(a) - 250) < 5 * math.sqrt(500 * 0.25)
