@@ -37,6 +37,8 @@ the same trajectory bit for bit.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import signal
 import threading
@@ -201,6 +203,12 @@ def run(
     comm = ctx.comm
     rank0 = comm.rank == 0
     P = comm.size
+    if isinstance(algorithm, type) and getattr(ctx.compressor, "check_finite", False):
+        # a NaN/Inf gradient on one rank must reach the iterate of every rank, where the
+        # non-finite rule below sees it identically, instead of raising on that rank alone
+        comp = copy.copy(ctx.compressor)
+        comp.check_finite = False
+        ctx = dataclasses.replace(ctx, compressor=comp)
     alg = algorithm(ctx) if isinstance(algorithm, type) else algorithm
     problem = ctx.problem
 
