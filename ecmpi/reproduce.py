@@ -145,7 +145,9 @@ def reproduce(
         paths[run.name] = path
 
     df = analyze.load([paths[r.name] for r in runs])
-    table = analyze.summary(df, eps=setting.eps, group_by=setting.group_by)
+    table = analyze.summary(
+        df, eps=setting.eps, group_by=setting.group_by, baseline=setting.baseline
+    )
     for fig in setting.figures:
         sel = df if fig.runs is None else df[df["file"].isin([str(paths[n]) for n in fig.runs])]
         target = out / f"{fig.name}.png"

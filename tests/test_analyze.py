@@ -488,3 +488,38 @@ def test_group_labels_use_short_names_and_skip_unset(tmp_path):
     assert labels == ["dqgd · bits_per_dim=4", "dqgd · bits_per_dim=6", "gd"]
     s = summary(tmp_path, group_by=keys)
     assert len(s) == 3 and s["n_runs"].tolist() == [1, 1, 1]
+
+
+def test_self_quantizing_runs_are_not_references_and_baseline_selects(tmp_path):
+    write_log(tmp_path / "gd.h5", algorithm="gd", bits_per_step=3200)
+    write_log(tmp_path / "dq.h5", algorithm="dqgd", bits_per_step=200)  # logs compressor none
+    s = summary(tmp_path).set_index("algorithm")
+    assert s.loc["dqgd", "baseline"] == str(tmp_path / "gd.h5")
+    assert s.loc["dqgd", "compression_ratio"] == 16.0
+    write_log(tmp_path / "sgd.h5", algorithm="sgd", bits_per_step=6400, n_ranks=4)
+    s = summary(tmp_path, baseline="algorithm=sgd").set_index("algorithm")
+    assert s.loc["dqgd", "compression_ratio"] == 32.0 and s.loc["gd", "compression_ratio"] == 2.0
+    assert s.loc["sgd", "compression_ratio"] == 1.0
+    s = summary(tmp_path, baseline={"n_ranks": 4}).set_index("algorithm")
+    assert s.loc["gd", "baseline"] == str(tmp_path / "sgd.h5")
+    with pytest.raises(ValueError, match="unknown baseline key"):
+        summary(tmp_path, baseline="nope=1")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        summary(tmp_path, baseline="algorithm")
+    assert (
+        cli_main(
+            [
+                "analyze",
+                str(tmp_path),
+                "--baseline",
+                "algorithm=sgd",
+                "--format",
+                "csv",
+                "--out",
+                str(tmp_path / "t.csv"),
+            ]
+        )
+        == 0
+    )
+    t = pd.read_csv(tmp_path / "t.csv").set_index("algorithm")
+    assert t.loc["dqgd", "compression_ratio"] == 32.0

@@ -14,18 +14,20 @@ from __future__ import annotations
 from .command import add_arguments, main
 from .loading import ID_COLUMNS, find_logs, load
 from .plots import OKABE_ITO, plot
-from .tables import FORMATS, METRICS, format_table, summary
+from .tables import FORMATS, METRICS, SELF_QUANTIZING, format_table, parse_baseline, summary
 
 __all__ = [
     "FORMATS",
     "ID_COLUMNS",
     "METRICS",
     "OKABE_ITO",
+    "SELF_QUANTIZING",
     "add_arguments",
     "find_logs",
     "format_table",
     "load",
     "main",
+    "parse_baseline",
     "plot",
     "summary",
 ]

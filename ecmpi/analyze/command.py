@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "mean and spread across the rest (seeds)",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="KEY=VALUE[,...]",
+        help="the full-precision reference runs for the compression ratio "
+        "(default: compressor none, DQ-GD/QGD excluded)",
+    )
+    parser.add_argument(
         "--x",
         type=_x,
         default=["rounds"],
@@ -88,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
             df = load(args.files, on_error="warn" if args.skip_bad else "raise")
         for w in caught:
             print(f"ecmpi analyze: warning: {w.message}", file=sys.stderr)
-        table = summary(df, eps=args.eps, group_by=args.group_by)
+        table = summary(df, eps=args.eps, group_by=args.group_by, baseline=args.baseline)
         text = format_table(table, args.format)
         if args.plot is not None:
             plot(

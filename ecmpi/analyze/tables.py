@@ -10,7 +10,8 @@ Definitions (all per worker, from the logged rows; no interpolation):
   ``time_to_eps`` the cumulative values there; ``reached`` is False (and
   those NaN, shown as "not reached") when no row gets there.
 - ``compression_ratio`` against the full-precision run of the same problem
-  (compressor ``none``, same ``problem`` and ``dataset``; among several the
+  (compressor ``none`` but not DQ-GD/QGD, which quantize by themselves, or
+  the runs ``baseline`` selects; same ``problem`` and ``dataset``; among several the
   one with the same rank count, then seed, then collective, then the first
   file name): with ``eps``, baseline ``bits_up_to_eps`` / this run's
   ``bits_up_to_eps`` (uplink bits needed to reach eps; NaN if either run
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,11 @@ import pandas as pd
 
 from .loading import ID_COLUMNS, as_frame
 
-__all__ = ["FORMATS", "METRICS", "format_table", "summary"]
+__all__ = ["FORMATS", "METRICS", "SELF_QUANTIZING", "format_table", "parse_baseline", "summary"]
 
 FORMATS = ("text", "md", "csv", "json")
+#: algorithms that quantize by themselves (``--bits-per-dim``) while logging compressor "none"
+SELF_QUANTIZING = ("dqgd", "qgd")
 _FINAL = ("steps", "final_suboptimality", "final_loss", "bits_up", "bits_total", "time")
 _TO_EPS = ("rounds_to_eps", "bits_up_to_eps", "bits_to_eps", "time_to_eps")
 #: every numeric metric :func:`summary` reports, in table order
@@ -117,14 +120,23 @@ def _run_metrics(traj: dict[str, np.ndarray], eps: float | None) -> dict[str, An
     return out
 
 
-def _baseline_index(df: pd.DataFrame, i: int) -> int | None:
+def _is_reference(row: Any, baseline: Mapping[str, Any] | None) -> bool:
+    if baseline is None:
+        return (
+            str(row["compressor"]).split(":")[0] == "none"
+            and row["algorithm"] not in SELF_QUANTIZING
+        )
+    return all(str(row[k]) == str(v) for k, v in baseline.items())
+
+
+def _baseline_index(df: pd.DataFrame, i: int, baseline: Mapping[str, Any] | None) -> int | None:
     row = df.iloc[i]
-    if str(row["compressor"]).split(":")[0] == "none":
+    if _is_reference(row, baseline):
         return i
     best, best_key = None, None
     for j in range(len(df)):
         c = df.iloc[j]
-        if str(c["compressor"]).split(":")[0] != "none":
+        if not _is_reference(c, baseline):
             continue
         if c["problem"] != row["problem"] or c["dataset"] != row["dataset"]:
             continue
@@ -155,10 +167,30 @@ def _ratio(run: dict, base: dict, traj: dict, btraj: dict, eps: float | None) ->
     return num / den
 
 
+def parse_baseline(spec: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``"algorithm=gd,n_ranks=2"`` or a dict -> dict of key -> value (None stays None)."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        out = dict(spec)
+    else:
+        out = {}
+        for item in str(spec).split(","):
+            key, eq, val = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"baseline must be KEY=VALUE[,KEY=VALUE], got {spec!r}")
+            out[key.strip()] = val.strip()
+    if not out:
+        raise ValueError("baseline needs at least one KEY=VALUE")
+    return out
+
+
 def summary(
     data: Any,
     eps: float | None = None,
     group_by: str | Sequence[str] | None = None,
+    *,
+    baseline: str | Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Final values, cost to reach ``eps`` and compression ratio, per run or per group.
 
@@ -169,6 +201,10 @@ def summary(
         eps: suboptimality target f(x) - f* <= eps (None: final values only).
         group_by: column name(s) of the loaded frame (e.g. ``["algorithm",
             "compressor"]`` or ``"algorithm,compressor"``); None: one row per run.
+        baseline: which runs are full-precision references, as ``{key: value}``
+            or ``"key=value,..."`` over the loaded frame's columns (values
+            compared as text); default: compressor ``none``, except the
+            algorithms in :data:`SELF_QUANTIZING`.
 
     Returns:
         One row per run (the identity columns, the metrics, ``reached`` with
@@ -182,13 +218,18 @@ def summary(
     eps = _check_eps(eps)
     df = as_frame(data).reset_index(drop=True)
     keys = _keys(group_by, df)
+    baseline = parse_baseline(baseline)
+    bad = [k for k in baseline or () if k not in df.columns or k == "trajectory"]
+    if bad:
+        avail = ", ".join(c for c in df.columns if c != "trajectory")
+        raise ValueError(f"unknown baseline key(s) {', '.join(bad)}; available keys: {avail}")
     runs = []
     for i in range(len(df)):
         row = df.iloc[i]
         m = _run_metrics(row["trajectory"], eps)
         runs.append({**{k: row[k] for k in ID_COLUMNS}, **m})
     for i, m in enumerate(runs):
-        j = _baseline_index(df, i)
+        j = _baseline_index(df, i, baseline)
         m["baseline"] = None if j is None else str(df.iloc[j]["file"])
         m["compression_ratio"] = (
             math.nan
@@ -242,6 +283,12 @@ def _num(v: float, integer: bool = False) -> str:
     return f"{v:.4g}"
 
 
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
     """Column headers, cell strings and right-alignment flags for text and Markdown."""
     eps = df.attrs.get("eps")
@@ -267,7 +314,7 @@ def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
         right.insert(len(idcols), True)
     cells = []
     for _, r in df.iterrows():
-        row = [str(r[c]) for c in idcols]
+        row = [_cell(r[c]) for c in idcols]
         if grouped and eps is not None:
             row.append(f"{int(r['n_reached'])}/{int(r['n_runs'])}")
         for m in metrics:

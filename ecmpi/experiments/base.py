@@ -87,7 +87,7 @@ class FigureSpec:
     title: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Setting:
     """The runs, figures and table of one setting (quick or full) of an experiment.
 
@@ -97,6 +97,8 @@ class Setting:
         eps: suboptimality target for the table and the figures (None: final values).
         group_by: table rows (None: one per run).
         ranks: rank count when ``reproduce`` gets no ``-n``.
+        baseline: the full-precision reference runs of the compression ratio
+            (``{key: value}``, see :func:`ecmpi.analyze.summary`; None: the default).
     """
 
     runs: tuple[Run, ...]
@@ -104,6 +106,7 @@ class Setting:
     eps: float | None = None
     group_by: tuple[str, ...] | None = ("algorithm", "compressor")
     ranks: int = 4
+    baseline: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.runs]
