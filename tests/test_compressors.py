@@ -441,3 +441,22 @@ def test_corrupted_topk_indices_rejected():
 
 def test_header_size_constant():
     assert HEADER_SIZE == 48
+
+
+def test_bench_rows():
+    from ecmpi.bench.compress import bench_rows, format_table
+
+    rows = bench_rows([1000], ["qsgd:levels=1", "topk:k=5"], repeats=1)
+    assert [(r["compressor"].split(":")[0], r["op"]) for r in rows] == [
+        ("numpy.copyto", "copy"),
+        ("qsgd", "encode"),
+        ("qsgd", "decode"),
+        ("topk", "encode"),
+        ("topk", "decode"),
+    ]
+    for r in rows:
+        assert r["gbs"] > 0 and math.isclose(r["ratio"], r["gbs"] / r["copy_gbs"])
+    assert rows[1]["wire_bytes"] == 48 + 4 * 2 + 250
+    assert "| 1000 |" in format_table(rows)
+    with pytest.raises(ValueError, match="clock"):
+        bench_rows([10], ["sign"], clock="sundial")
