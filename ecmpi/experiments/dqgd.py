@@ -37,6 +37,7 @@ def runs(bits: tuple[int, ...]) -> tuple[Run, ...]:
 
 
 _GROUPS = ("algorithm", "hyperparameters.bits_per_dim")
+_TITLE = f"quadratic, kappa = {KAPPA:g}, d = 50"
 EXPERIMENT = Experiment(
     name="dqgd",
     paper=(
@@ -44,12 +45,12 @@ EXPERIMENT = Experiment(
         "with Differentially Quantized Gradient Descent. arXiv 2002.02508."
     ),
     description=(
-        "Quadratic, kappa = 3.5, d = 50, one worker: GD (step 2/(L+mu)) against DQ-GD and naive "
+        "Quadratic, kappa = 3.5, d = 50, P workers: GD (step 2/(L+mu)) against DQ-GD and naive "
         "quantized GD at R bits per dimension per iteration."
     ),
     quick=Setting(
         runs=runs((4, 6)),
-        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS),),
+        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS, title=_TITLE),),
         eps=1e-10,
         group_by=_GROUPS,
         ranks=2,
@@ -57,7 +58,7 @@ EXPERIMENT = Experiment(
     ),
     full=Setting(
         runs=runs((4, 5, 6, 7, 8)),
-        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS),),
+        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS, title=_TITLE),),
         eps=1e-10,
         group_by=_GROUPS,
         ranks=2,
