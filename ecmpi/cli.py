@@ -762,6 +762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _rank() == 0:
             print(f"ecmpi: error: {exc}", file=sys.stderr, flush=True)
         return 1
+    except SystemExit as exc:  # --help of a subcommand, or a module's own sys.exit(code)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         print(f"ecmpi: interrupted (rank {_rank()})", file=sys.stderr, flush=True)
         _abort_job(130)

@@ -211,3 +211,12 @@ def test_mpi_exception_on_one_rank_ends_the_job(tmp_path):
     assert time.monotonic() - t0 < 50
     log = open_log(out)  # killed writer: still readable, rows up to the abort
     assert log.status == "running" and len(log) >= 1
+
+
+@pytest.mark.parametrize("command", ["analyze", "bench", "reproduce"])
+def test_subcommand_help_exits_cleanly(command, capsys):
+    """`ecmpi COMMAND --help` prints the usage and returns 0, never an error report."""
+    assert cli.main([command, "--help"]) == 0
+    out, err = capsys.readouterr()
+    assert f"usage: ecmpi {command}" in out
+    assert "error" not in err and "Traceback" not in err
