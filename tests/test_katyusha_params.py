@@ -36,6 +36,8 @@ def test_katyusha_defaults_match_the_standard_formulas():
 def test_resolve_p():
     prob = _prob()
     assert resolve_p("1/m", 1.0, prob, compressor("none")) == pytest.approx(4 / 400)
+    assert resolve_p("1/m", 1.0, prob, compressor("none"), 5) == pytest.approx(5 * 4 / 400)
+    assert resolve_p("1/m", 1.0, prob, compressor("none"), 0) == 1.0
     c = compressor("topk:k=2")
     r = compression_ratio(c, 50, np.float64)
     assert r == pytest.approx((48 + 2 * 8 + 2 * 4) / 400)

@@ -44,7 +44,8 @@ they converge to x* when every node's gradient vanishes there (e.g. the
 Defaults (all overridable): ``lr`` = 1/L for ``ec-gd`` (the template's step
 ``1/(L+lambda)``; L includes lambda) and ``1/L_b`` for the stochastic methods,
 with ``L_b`` the expected smoothness of a b-row minibatch (:func:`batch_smoothness`);
-``p = 1/m`` with m the local sample count ``N/P`` (``p=ratio``: the
+``p = 1/m`` with m = N/(P b) the minibatches in a local pass (1 for full
+local gradients; ``p=ratio``: the
 compression ratio of C, wire bits over raw bits of a d-vector, times
 ``p_scale``); C's contraction factor ``delta(d)`` is the compressor's; an
 unbiased compressor with variance factor omega (qsgd = random dithering,
@@ -136,23 +137,28 @@ def contraction_scale(compressor: Any, d: int) -> float:
     return 1.0 / (om + 1.0) if math.isfinite(om) else 1.0
 
 
-def resolve_p(value: Any, scale: float, problem: Any, compressor: Any) -> float:
+def resolve_p(
+    value: Any, scale: float, problem: Any, compressor: Any, batch_size: int = 1
+) -> float:
     """The snapshot probability: a number in (0, 1], ``"1/m"`` or ``"ratio"`` (times ``scale``).
+
+    ``1/m``: m = (N/P)/b, the minibatches of b rows in a local pass (m = 1, p = 1,
+    for full local gradients, ``b <= 0``). ``ratio``: ``scale`` times the
+    compression ratio (:func:`compression_ratio`), capped at 1.
 
     Raises:
         ValueError: anything else, or a probability outside (0, 1].
     """
     if value is None or value == "1/m":
-        p = 1.0 / local_sample_count(problem)
+        b = int(batch_size)
+        p = 1.0 if b <= 0 else min(1.0, b / local_sample_count(problem))
     elif value in ("ratio", "auto-ratio"):
-        p = float(scale) * compression_ratio(compressor, problem.d, problem.dtype)
+        p = min(1.0, float(scale) * compression_ratio(compressor, problem.d, problem.dtype))
     else:
         try:
             p = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"p must be a probability, '1/m' or 'ratio', got {value!r}") from None
-    if not (0.0 < p <= 1.0) and value in ("ratio", "auto-ratio"):
-        p = min(1.0, p)
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p must lie in (0, 1], got {p!r} (from {value!r})")
     return p
@@ -297,7 +303,7 @@ _COMMON = (
     Hyper("scale", float, None, "v = scale*C(p); default 1/(omega+1) for unbiased C, else 1"),
 )
 _LSVRG = (
-    Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/P) or ratio"),
+    Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/(P*batch)) or ratio"),
     Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio when p=ratio"),
     Hyper(
         "snapshot",
@@ -359,7 +365,11 @@ class _ECBase(Algorithm):
         self.snapshot: Snapshot | None = None
         if self.estimator == "lsvrg":
             self.p = resolve_p(
-                self.params["p"], _positive(self.params["p_scale"], "p_scale"), prob, self.C
+                self.params["p"],
+                _positive(self.params["p_scale"], "p_scale"),
+                prob,
+                self.C,
+                self.batch,
             )
             self.snapshot_mode = resolve_snapshot(self.params["snapshot"], self.C)
             self.snapshot = Snapshot(ctx, self._x, self.snapshot_mode, self.stats)

@@ -49,8 +49,9 @@ and the iterates stall at a floor (measured in docs/algorithms/ec-lkatyusha.md).
 
 Defaults (all overridable): ``L`` = the expected smoothness of the
 estimator (:func:`ecmpi.algorithms.ec.batch_smoothness`: the problem's L for
-full local gradients); ``sigma = mu/L``; ``p = 1/m`` with m = N/P local
-samples, or ``p=ratio``: ``p_scale`` times C's compression ratio;
+full local gradients); ``sigma = mu/L``; ``p = 1/m`` with m = N/(P b) the
+minibatches in a local pass (p = 1 for full local gradients), or
+``p=ratio``: ``p_scale`` times C's compression ratio;
 ``theta2 = 1/2``; ``theta1 = min(sqrt(2*sigma/(3p)), 1/2)`` (the standard
 ``min(sqrt(2*m*sigma/3), 1/2)`` at p = 1/m); ``eta = theta2/((1+theta2)*theta1)``;
 ``snapshot=auto``: global when C compresses, local for the identity (same mean).
@@ -139,7 +140,7 @@ class ECLKatyusha(Algorithm):
             "smoothness in eta/L and sigma = mu/L; default: the expected "
             "smoothness of the minibatch estimator (L for full local gradients)",
         ),
-        Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/P) or ratio"),
+        Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/(P*batch)) or ratio"),
         Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio when p=ratio"),
         Hyper(
             "snapshot",
@@ -181,7 +182,7 @@ class ECLKatyusha(Algorithm):
         if ctx.lr is not None:
             raise ValueError(f"{self.name} takes eta and L instead of --lr")
         L = batch_smoothness(prob, self.batch) if prm["L"] is None else _positive(prm["L"], "L")
-        p = resolve_p(prm["p"], _positive(prm["p_scale"], "p_scale"), prob, self.C)
+        p = resolve_p(prm["p"], _positive(prm["p_scale"], "p_scale"), prob, self.C, self.batch)
         self.hp = katyusha_parameters(
             L, float(prob.mu), p, theta1=prm["theta1"], theta2=prm["theta2"], eta=prm["eta"]
         )

@@ -86,10 +86,13 @@ def test_default_parameters_follow_the_formulas(comm):
     prob = make("logreg", LOGREG, comm=comm, l2_rel=1e-2)
     alg = get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=0))
     hp = alg.hp
-    m = prob.n_global / comm.size
-    assert hp["L"] == prob.L and hp["p"] == pytest.approx(1 / m)
+    assert hp["L"] == prob.L and hp["p"] == 1.0  # full local gradients: m = 1
     sigma = prob.mu / prob.L
-    assert hp["theta1"] == pytest.approx(min(math.sqrt(2 * m * sigma / 3), 0.5))
+    assert hp["theta1"] == pytest.approx(min(math.sqrt(2 * sigma / 3), 0.5))
+    m = prob.n_global / comm.size / 2  # minibatches of 2 rows per local pass
+    hp2 = get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=2)).hp
+    assert hp2["p"] == pytest.approx(1 / m)
+    assert hp2["theta1"] == pytest.approx(min(math.sqrt(2 * m * hp2["sigma"] / 3), 0.5))
     assert hp["theta2"] == 0.5
     assert hp["eta"] == pytest.approx(0.5 / (1.5 * hp["theta1"]))
     assert alg.snapshot_mode == "global" and alg.scale == 1.0
