@@ -316,37 +316,57 @@ if njit is not None:
             ct16 = np.zeros(TILE + 8, dtype=np.uint16)
             _qsgd_tiles(x, b, s, stochastic, k0, k1, s0, s1, width, scales, codes, ct16, rt, u16)
 
-    @njit(inline="always")
-    def _code_at(codes, i, width, mask):
-        bit = i * width
-        pos = bit >> 3
-        sh = bit & 7
+    @njit(**_opts)
+    def _unpack_tile(codes, byte0, m, width, ct):
+        """Codes ``ct[:m]`` from the packed bytes starting at ``codes[byte0]`` (byte aligned)."""
+        mask = (1 << width) - 1
         if width <= 8 and 8 % width == 0:
-            return (np.int64(codes[pos]) >> sh) & mask
-        v = np.int64(codes[pos])
-        if pos + 1 < codes.shape[0]:
-            v |= np.int64(codes[pos + 1]) << 8
-        if pos + 2 < codes.shape[0]:
-            v |= np.int64(codes[pos + 2]) << 16
-        return (v >> sh) & mask
+            per = 8 // width
+            nbytes = (m + per - 1) // per
+            for j in range(nbytes):
+                v = np.int32(codes[byte0 + j])
+                for q in range(per):
+                    ct[j * per + q] = (v >> (q * width)) & mask
+        elif width == 16:
+            for i in range(m):
+                ct[i] = np.int32(codes[byte0 + 2 * i]) | (np.int32(codes[byte0 + 2 * i + 1]) << 8)
+        else:
+            acc = 0
+            nbits = 0
+            pos = byte0
+            for i in range(m):
+                while nbits < width:
+                    acc |= np.int64(codes[pos]) << nbits
+                    pos += 1
+                    nbits += 8
+                ct[i] = np.int32(acc & mask)
+                acc >>= width
+                nbits -= width
+
+    @njit(**_opts)
+    def _dequantize(ct, r, sf, s, out, add, f32):
+        for j in range(out.shape[0]):
+            y = (r * np.float64(ct[j] - s)) / sf
+            if f32:
+                y = np.float64(np.float32(y))
+            if add:
+                out[j] = out[j] + y
+            else:
+                out[j] = y
 
     @njit(**_opts)
     def _qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
         sf = np.float64(s)
-        mask = (1 << width) - 1
-        for k in range(scales.shape[0]):
-            lo = k * b
-            hi = min(lo + b, n)
-            r = np.float64(scales[k])
-            for i in range(lo, hi):
-                m = np.float64(_code_at(codes, i, width, mask) - s)
-                y = (r * m) / sf
-                if f32:
-                    y = np.float64(np.float32(y))
-                if add:
-                    out[i] = out[i] + y
-                else:
-                    out[i] = y
+        ct = np.zeros(TILE + 8, dtype=np.int32)
+        for t0 in range(0, n, TILE):
+            t1 = min(t0 + TILE, n)
+            _unpack_tile(codes, (t0 // 8) * width, t1 - t0, width, ct)
+            i = t0
+            while i < t1:
+                k = i // b
+                hi = min((k + 1) * b, t1)
+                _dequantize(ct[i - t0 : hi - t0], np.float64(scales[k]), sf, s, out[i:hi], add, f32)
+                i = hi
 
     @njit(**_opts)
     def _sign_encode(x, b, scales, codes):
