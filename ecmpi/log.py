@@ -30,6 +30,7 @@ writer closes the file and reopens it normally to set ``status`` and write
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
@@ -37,7 +38,7 @@ import math
 import os
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,18 @@ class TrajectoryWriter:
         self._write_row(row)
 
     def _write_row(self, row: Mapping[str, float]) -> None:
+        with self._io_errors():
+            self._write_row_unchecked(row)
+
+    @contextlib.contextmanager
+    def _io_errors(self) -> Iterator[None]:
+        """HDF5 write failures (h5py raises RuntimeError, e.g. a full disk) as one OSError."""
+        try:
+            yield
+        except RuntimeError as exc:
+            raise OSError(f"cannot write the log {self.path}: {exc}") from exc
+
+    def _write_row_unchecked(self, row: Mapping[str, float]) -> None:
         unknown = [k for k in row if k not in self._cols and k not in self._warned]
         if unknown:
             self._warned.update(unknown)
@@ -312,6 +325,10 @@ class TrajectoryWriter:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _write_slot(self, slot: int, step: int, blob: bytes) -> None:
+        with self._io_errors():
+            self._write_slot_unchecked(slot, step, blob)
+
+    def _write_slot_unchecked(self, slot: int, step: int, blob: bytes) -> None:
         ds = self._slots[slot]
         self._index[slot] = (-1, 0, 0)
         self._f.flush()

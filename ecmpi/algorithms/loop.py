@@ -401,16 +401,21 @@ def run(
                 x_final = to_host(alg.x) if status != "failed" or error is None else None
             except Exception:
                 x_final = None
-            writer.close(
-                status,
-                x_final=x_final,
-                extra_attrs={
-                    "stop_reason": reason,
-                    "message": message,
-                    "steps_done": t,
-                    "skipped_steps": skipped,
-                },
-            )
+            try:
+                writer.close(
+                    status,
+                    x_final=x_final,
+                    extra_attrs={
+                        "stop_reason": reason,
+                        "message": message,
+                        "steps_done": t,
+                        "skipped_steps": skipped,
+                    },
+                )
+            except Exception as exc:  # e.g. a full disk: report the first error, once
+                writer.abandon()
+                if error is None:
+                    error = OSError(f"cannot finish the log {writer.path}: {exc}")
     if error is not None:
         raise error
     if reason == "nonfinite":

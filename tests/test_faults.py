@@ -1,0 +1,274 @@
+"""Faults of whole ``mpiexec`` jobs: signals, kill -9, a crash inside a checkpoint, a full
+disk, read-only output and malformed dataset files.
+
+Each job is a real ``mpiexec -n 2 python -m ecmpi run ...`` with a hard timeout.
+Rows of interrupted, killed and resumed runs are compared bit for bit (timings
+aside) with one uninterrupted run of the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecmpi import cli
+from ecmpi.log import open_log, read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+RUN = ["-m", "ecmpi", "run"]
+ARGS = [
+    "ef-sgd",
+    "--problem",
+    "logreg",
+    "--dataset",
+    "synthetic:n=200,d=8",
+    "--l2-rel",
+    "1e-2",
+    "--compressor",
+    "qsgd:levels=2",
+    "--collective",
+    "sra",
+    "--batch-size",
+    "4",
+    "--steps",
+    "60",
+    "--seed",
+    "7",
+    "--quiet",
+]
+TIMEOUT = 180
+
+
+def _mpiexec() -> str:
+    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    if exe is None:
+        pytest.fail("mpiexec not found")
+    return exe
+
+
+def _env():
+    return dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT), OMP_NUM_THREADS="1")
+
+
+def _job(args, n=2):
+    return subprocess.run(
+        [_mpiexec(), "-n", str(n), sys.executable, *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT + 30,
+    )
+
+
+def _start(args, n=2):
+    return subprocess.Popen(
+        [_mpiexec(), "-n", str(n), sys.executable, *args],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _rows(path):
+    try:
+        return len(open_log(path))
+    except (OSError, ValueError):
+        return 0
+
+
+def _wait_rows(path, n, proc, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _rows(path) >= n:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{path} did not reach {n} rows (exit {proc.poll()})")
+
+
+def _same_rows(a, b, n=None):
+    for k in a.trajectory:
+        if not k.endswith("_time"):
+            m = len(b.trajectory[k]) if n is None else n
+            np.testing.assert_array_equal(a.trajectory[k][:m], b.trajectory[k][:m], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ref.h5"
+    proc = _job([*RUN, *ARGS, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    log = open_log(out)
+    assert log.status == "completed" and len(log) == 61
+    return log
+
+
+def test_sigterm_to_mpiexec_checkpoints_exits_75_and_resumes(reference, tmp_path):
+    out = tmp_path / "cut.h5"
+    proc = _start([*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "25"])
+    _wait_rows(out, 4, proc)
+    proc.send_signal(signal.SIGTERM)  # to mpiexec, which forwards it to the ranks
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    log = open_log(out)
+    assert log.status == "interrupted" and "SIGTERM" in log.attrs["message"]
+    assert log.checkpoint_step == log.attrs["steps_done"] < 60
+    proc = _job([*RUN, "--resume", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    done = open_log(out)
+    assert done.status == "completed" and done.attrs["resumed"] == 1
+    _same_rows(reference, done)
+    np.testing.assert_array_equal(reference.x_final, done.x_final)
+
+
+def test_kill_9_of_the_whole_job_keeps_every_flushed_row(reference, tmp_path):
+    out = tmp_path / "killed.h5"
+    proc = _start([*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "3"])
+    _wait_rows(out, 5, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    log = open_log(out)
+    assert log.status == "running" and 5 <= len(log) <= 61
+    np.testing.assert_array_equal(log.trajectory["step"], np.arange(len(log)))
+    _same_rows(reference, log, n=len(log))  # every flushed row is intact and exact
+
+
+CRASH_IN_SECOND_CHECKPOINT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from ecmpi import cli, log
+    calls = []
+    orig = log.TrajectoryWriter._write_slot
+    def write_slot(self, slot, step, blob):
+        calls.append(step)
+        if len(calls) < 2:
+            return orig(self, slot, step, blob)
+        # the slot is marked empty, then half of the new checkpoint lands on disk: kill -9
+        self._index[slot] = (-1, 0, 0)
+        self._f.flush()
+        ds = self._slots[slot]
+        ds.resize((max(ds.shape[0], len(blob)),))
+        ds[: len(blob) // 2] = np.frombuffer(blob, dtype=np.uint8)[: len(blob) // 2]
+        self._f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    log.TrajectoryWriter._write_slot = write_slot
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(reference, tmp_path, capsys):
+    out = tmp_path / "torn.h5"
+    proc = _job(
+        [
+            "-c",
+            CRASH_IN_SECOND_CHECKPOINT,
+            "run",
+            *ARGS,
+            "--out",
+            str(out),
+            "--checkpoint-every",
+            "10",
+        ]
+    )
+    assert proc.returncode != 0
+    ck = read_checkpoint(out)
+    assert ck is not None and ck.step == 10 and len(ck.states) == 2
+    log = open_log(out)
+    assert log.checkpoint_step == 10 and len(log) >= 20
+    # another rank count is refused with the command to use
+    assert cli.main(["run", "--resume", str(out)]) == 2
+    assert "was run on 2 ranks; resume it with mpiexec -n 2" in capsys.readouterr().err
+    proc = _job([*RUN, "--resume", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    done = open_log(out)
+    assert done.status == "completed"
+    _same_rows(reference, done)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 160 KiB tmpfs (root only), unmounted afterwards."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tiny tmpfs to fill (needs root): {proc.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_is_one_clear_error(tiny_fs):
+    out = tiny_fs / "full.h5"
+    args = [a if a != "synthetic:n=200,d=8" else "synthetic:n=64,d=2000" for a in ARGS]
+    proc = _job([*RUN, *args, "--out", str(out), "--checkpoint-every", "1"])
+    assert proc.returncode == 1
+    assert proc.stderr.count("ecmpi: error") == 1, proc.stderr
+    assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    log = open_log(out)  # what was flushed before the disk filled is readable
+    assert len(log) >= 1 and log.status in ("running", "failed")
+
+
+def test_read_only_output_directory(tmp_path, capsys):
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs (needs root): {proc.stderr.strip()}")
+    try:
+        assert cli.main(["run", *ARGS, "--out", str(mnt / "x.h5")]) == 2
+        err = capsys.readouterr().err
+        assert f"output directory {mnt} is not writable" in err and err.count("error") == 1
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    assert cli.main(["run", *ARGS, "--out", str(tmp_path / "no" / "x.h5")]) == 2
+    assert f"output directory {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+
+
+def test_malformed_dataset_files_give_one_error(tmp_path):
+    bad_svm = tmp_path / "bad.svm"
+    bad_svm.write_text("1 1:0.5 2:0.25\n" * 40 + "-1 1:0.5 2:abc\n")  # last rank's shard
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"this is not HDF5")
+    cases = [
+        (f"libsvm:{bad_svm}", "malformed LibSVM line"),
+        (f"hdf5:{junk}", "not a readable HDF5 file"),
+    ]
+    for spec, needle in cases:
+        proc = _job(
+            [
+                *RUN,
+                "gd",
+                "--problem",
+                "logreg",
+                "--dataset",
+                spec,
+                "--steps",
+                "3",
+                "--quiet",
+                "--out",
+                str(tmp_path / "x.h5"),
+            ]
+        )
+        assert proc.returncode != 0
+        assert proc.stderr.count("ecmpi: error") == 1, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "x.h5").exists()
