@@ -548,7 +548,7 @@ def cmd_run(argv: Sequence[str]) -> int:
             "L": info.get("L", math.nan),
             "mu": info.get("mu", math.nan),
             "mpi_library": _mpi_library(),
-            "gpu_mpi": "host staging",
+            "gpu_mpi": _gpu_mpi_attr(),
         }
         return TrajectoryWriter(out, attrs, config, overwrite=opts["overwrite"])
 
@@ -698,6 +698,14 @@ def _lazy_command(name: str, argv: Sequence[str]) -> int:
     mod.add_arguments(p)
     args = p.parse_args(list(argv))
     return int(mod.main(args) or 0)
+
+
+def _gpu_mpi_attr() -> str:
+    """The log's ``gpu_mpi`` attribute: which path device buffers take through MPI."""
+    from ._backend import gpu_mpi_status
+
+    st = gpu_mpi_status()
+    return f"arrays on the CPU; device buffers would use {st['path']} ({st['source']})"
 
 
 def _rank() -> int:
