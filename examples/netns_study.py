@@ -476,6 +476,21 @@ def report(args: argparse.Namespace) -> None:
             print(f"| {spec} | " + " | ".join(cells) + " |")
         print(f"\n## predictions (alpha = {ALPHA_CLUSTER * 1e6:.0f} us, 64 MiB per rank)\n")
         print(_predictions(contention, args.figures))
+    if "e2e" in data:
+        e = data["e2e"]
+        print(
+            f"\n## end to end: d = {e['d']}, {e['rows_per_rank']} rows per rank, P = {e['P']}, "
+            f"{e['rate']}, f(x_t) <= {e['eps']} f(x_0)\n"
+        )
+        print("| method | steps | seconds to eps | seconds per step after the first | bytes/step |")
+        print("|---|---:|---:|---:|---:|")
+        for k, v in e["results"].items():
+            h = v["hist"]
+            per = (h[-1][2] - h[0][2]) / max(len(h) - 1, 1)
+            sec = f"{v['seconds']:.1f}" if v["seconds"] is not None else "not reached"
+            print(
+                f"| {k} | {v['steps']} | {sec} | {per:.2f} | {v['bytes_per_step'] / 1e6:.2f} MB |"
+            )
 
 
 def main() -> None:
