@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .allreduce import ALGORITHMS, DEFAULT_COMPRESSORS, format_table, parse_size
-from .netns import EmulatedCluster, read_counters
+from .netns import EmulatedCluster, read_counters, remove_stale
 
 __all__ = [
     "STUDY_COMPRESSORS",
@@ -226,6 +226,7 @@ def run_emulated(
         raise ValueError(f"unknown algorithm(s) {bad}; choose from {', '.join(ALGORITHMS)}")
     if not sizes:
         raise ValueError("no sizes given")
+    remove_stale()  # namespaces of an earlier run killed with SIGKILL
     with (
         tempfile.TemporaryDirectory(prefix="ecmpi-emulate-") as tmp,
         EmulatedCluster(nranks, rate) as cluster,

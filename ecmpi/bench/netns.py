@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,8 +123,9 @@ class EmulatedCluster:
     # -- lifecycle ------------------------------------------------------------------
     def __enter__(self) -> EmulatedCluster:
         check_available()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         try:
             self._setup()
         except BaseException:
