@@ -237,3 +237,15 @@ def test_hdf5_source(tmp_path):
 def test_float32_dtype():
     s = load("synthetic:n=20,d=3", comm=SELF, dtype=np.float32)
     assert s.A.dtype == np.float32 and s.y.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])
+def test_non_finite_or_huge_entries_are_refused_with_the_row(tmp_path, bad):
+    path = tmp_path / "bad.h5"
+    X = np.ones((12, 3))
+    X[7, 2] = bad
+    with h5py.File(path, "w") as f:
+        f["X"] = X
+        f["y"] = np.ones(12)
+    with pytest.raises(ValueError, match=r"row 7 has feature value"):
+        load(f"hdf5:{path}")

@@ -491,6 +491,24 @@ def _scale(A: np.ndarray, how: str, n: int, comm: Any) -> tuple[np.ndarray, dict
     return (A - mean) / std, {"mean": mean, "std": std}
 
 
+#: entries above this magnitude make squared norms (and so L) overflow float64
+_MAX_ENTRY = 1e150
+
+
+def _check_values(spec: str, A: np.ndarray, y: np.ndarray, r0: int) -> ValueError | None:
+    """The first row holding NaN/Inf or an entry too large to square, as a ValueError."""
+    for name, arr in (("feature", A), ("label", y)):
+        flat = arr.reshape(arr.shape[0], -1)
+        bad = ~np.isfinite(flat) | (np.abs(np.nan_to_num(flat)) > _MAX_ENTRY)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            return ValueError(
+                f"dataset {spec!r}: row {r0 + row} has {name} value {float(flat[row, col])!r}; "
+                f"entries must be finite and at most {_MAX_ENTRY:g} in magnitude"
+            )
+    return None
+
+
 def load(
     spec: str,
     *,
@@ -550,6 +568,7 @@ def load(
     if n == 0:
         raise ValueError(f"dataset {spec!r} has no rows")
     r0, _ = rows(n)
+    agree(comm, _check_values(spec, np.asarray(A, dtype=np.float64), np.asarray(y), r0))
     y, task = _labels(np.asarray(y, dtype=np.float64), task or src_task, comm)
     A, stats = _scale(np.asarray(A, dtype=np.float64), scale, n, comm)
     if bias:
