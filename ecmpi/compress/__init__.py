@@ -5,7 +5,7 @@
 for the bytes on the wire and ``docs/compressors.md`` for the exact arithmetic.
 """
 
-from . import cast, quantize, sparsify  # noqa: F401  (registers every codec)
+from . import cast, quantize, sparsify, uniform  # noqa: F401  (registers every codec)
 from .base import Compressor, available, compressor, parse_spec, register
 from .feedback import ErrorFeedback, FeedbackState
 from .payload import Header, Payload
