@@ -49,7 +49,7 @@ local gradients; ``p=ratio``: the
 compression ratio of C, wire bits over raw bits of a d-vector, times
 ``p_scale``); C's contraction factor ``delta(d)`` is the compressor's; an
 unbiased compressor with variance factor omega (qsgd = random dithering,
-unbiased randk) is used as the contraction ``Q/(omega+1)`` (``scale``).
+unbiased randk) is used as the contraction ``Q/(omega+1)`` (``ec_scale``).
 
 Bits: ``bits_up``/``bits_down`` are the bytes this rank sent/received in all
 collectives of the step (compressed vectors, DIANA shifts and, with
@@ -300,7 +300,7 @@ _COMMON = (
         "l2 inside f (smooth) or through the prox step (prox)",
         choices=L2_MODES,
     ),
-    Hyper("scale", float, None, "v = scale*C(p); default 1/(omega+1) for unbiased C, else 1"),
+    Hyper("ec_scale", float, None, "v = ec_scale*C(p); default 1/(omega+1) for unbiased C"),
 )
 _LSVRG = (
     Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/(P*batch)) or ratio"),
@@ -358,8 +358,8 @@ class _ECBase(Algorithm):
             self.lr = 1.0 / batch_smoothness(prob, self.batch)
         self.l2_mode = self.params["l2_mode"]
         self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
-        s = self.params["scale"]
-        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "scale")
+        s = self.params["ec_scale"]
+        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "ec_scale")
         self.stats = CommStats()
         self.ec = CompensatedMean(ctx, self.C, self._x, self.stats, scale=self.scale)
         self.snapshot: Snapshot | None = None
@@ -466,7 +466,7 @@ class _ECBase(Algorithm):
         out = {
             **self.params,
             "lr": self.lr,
-            "scale": self.scale,
+            "ec_scale": self.scale,
             "delta": self.C.delta(d),
             "batch_size": self.batch,
         }

@@ -56,7 +56,7 @@ minibatches in a local pass (p = 1 for full local gradients), or
 ``min(sqrt(2*m*sigma/3), 1/2)`` at p = 1/m); ``eta = theta2/((1+theta2)*theta1)``;
 ``snapshot=auto``: global when C compresses, local for the identity (same mean).
 An unbiased compressor with variance factor omega is used as the
-contraction ``Q/(omega+1)`` (``scale``).
+contraction ``Q/(omega+1)`` (``ec_scale``).
 
 Bits: the bytes this rank sent/received in the step's collectives, times 8.
 The logged iterate is y.
@@ -157,7 +157,7 @@ class ECLKatyusha(Algorithm):
             "l2 inside f (smooth) or through the prox step (prox)",
             choices=L2_MODES,
         ),
-        Hyper("scale", float, None, "v = scale*C(p); default 1/(omega+1) for unbiased C, else 1"),
+        Hyper("ec_scale", float, None, "v = ec_scale*C(p); default 1/(omega+1) for unbiased C"),
     )
 
     def _compressor(self, ctx: RunContext) -> Any:
@@ -189,8 +189,8 @@ class ECLKatyusha(Algorithm):
         self.l2_mode = prm["l2_mode"]
         self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
         self.sigma_f = (float(prob.mu) - self.l2) / self.hp["L"]
-        s = prm["scale"]
-        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "scale")
+        s = prm["ec_scale"]
+        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "ec_scale")
         self.stats = CommStats()
         self.ec = CompensatedMean(ctx, self.C, x0, self.stats, scale=self.scale)
         self.snapshot_mode = resolve_snapshot(prm["snapshot"], self.C)
@@ -248,7 +248,7 @@ class ECLKatyusha(Algorithm):
             **self.params,
             **self.hp,
             "snapshot": self.snapshot_mode,
-            "scale": self.scale,
+            "ec_scale": self.scale,
             "delta": self.C.delta(d),
             "batch_size": self.batch,
             "compressor": self.C.spec,
