@@ -1,0 +1,125 @@
+"""The fused CPU kernels against the NumPy reference on adversarial inputs.
+
+The quantizer's fast path multiplies by ``65536 s / r`` instead of dividing and
+redoes exactly the entries whose result lies too close to a rounding boundary
+(see ``_quantize_f64`` in ``ecmpi/compress/_fused_numba.py``). These inputs sit
+on, or one ulp beside, every such boundary, and span tiny and huge scales, so
+a wrong error bound shows up as differing bytes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ecmpi
+from ecmpi.compress import _fused
+
+pytestmark = pytest.mark.skipif(not _fused.enabled(), reason="numba fast path disabled")
+
+LEVELS = [1, 2, 3, 4, 8, 9, 127, 1000]
+
+
+def _boundary_vector(levels: int, dtype, bucket: int = 64) -> np.ndarray:
+    """Buckets led by their scale r (linf) and filled with r * (m/65536 + l) / s and neighbours."""
+    g = np.random.default_rng(levels)
+    r = 1.5
+    parts = []
+    for _ in range(24):
+        lev = g.integers(0, levels + 1, bucket - 1)
+        m = g.integers(0, 65536, bucket - 1)
+        m[: bucket // 4] = 0  # exact levels
+        m[bucket // 4 : bucket // 2] = 32768  # exact midpoints (round to nearest)
+        v = (r * (lev + m / 65536.0)) / levels
+        v = np.minimum(v, r).astype(dtype)
+        step = g.integers(-1, 2, v.shape[0])  # one ulp below, on, or above
+        v = np.where(step < 0, np.nextafter(v, dtype(0)), v)
+        v = np.where(step > 0, np.nextafter(v, dtype(np.inf)), v)
+        v = np.minimum(v, dtype(r))
+        sign = np.where(g.random(v.shape[0]) < 0.5, -1, 1).astype(dtype)
+        parts.append(np.concatenate([[dtype(r)], v * sign]))
+    return np.concatenate(parts).astype(dtype)
+
+
+def _same_bytes(spec: str, x: np.ndarray, seeds=range(6)) -> None:
+    c = ecmpi.compressor(spec)
+    for seed in seeds:
+        fast = c.encode(x, seed=seed, rank=1)
+        with _fused.disabled():
+            ref = c.encode(x, seed=seed, rank=1)
+        assert fast.to_bytes() == ref.to_bytes(), (spec, x.dtype, seed)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("levels", LEVELS)
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_level_boundaries(levels, dtype, stochastic):
+    x = _boundary_vector(levels, dtype)
+    for norm in ("linf", "l2"):
+        _same_bytes(f"qsgd:levels={levels},bucket=64,norm={norm},stochastic={stochastic}", x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("levels", [1, 4, 127])
+def test_tiny_and_huge_scales(levels, dtype):
+    g = np.random.default_rng(7)
+    base = g.standard_normal(4096)
+    exps = [-140, -126, -100, -90, -60, 0, 60, 100, 126]
+    if dtype == np.float64:
+        exps += [-1000, -700, -300, 300, 700]
+    for e in exps:
+        x = (base * 2.0**e).astype(dtype)
+        for norm in ("l2", "linf"):
+            _same_bytes(f"qsgd:levels={levels},bucket=256,norm={norm}", x, seeds=range(2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixed_magnitudes_in_one_bucket(dtype):
+    # entries far below their bucket's scale: T' near zero or subnormal
+    g = np.random.default_rng(3)
+    tiny = -145 if dtype == np.float32 else -1070
+    e = g.integers(tiny, 20, 8192).astype(np.float64)
+    x = (g.standard_normal(8192) * 2.0**e).astype(dtype)
+    x[::97] = 0.0
+    x[1::97] = -0.0
+    for levels in (1, 3, 8, 127):
+        for norm in ("l2", "linf"):
+            _same_bytes(f"qsgd:levels={levels},bucket=512,norm={norm}", x, seeds=range(3))
+
+
+def test_boundary_inputs_take_the_exact_path():
+    # the test vectors above must reach the exact redo, or they test nothing
+    from ecmpi.compress import _fused_numba as k
+
+    for levels, f32 in ((1, True), (4, True), (127, False), (3, False)):
+        x = _boundary_vector(levels, np.float32 if f32 else np.float64)[1:64]
+        n = x.shape[0]
+        us = np.random.default_rng(0).integers(0, 65536, n).astype(np.uint16)
+        ct = np.zeros(n + 8, np.uint16)
+        bad = np.zeros(n, np.uint8)
+        q65 = (levels / np.float64(np.float32(1.5))) * 65536.0
+        quant = k._quantize_f32 if f32 else k._quantize_f64
+        nbad = quant(x, 0, n, 0, q65, 65536.0 * levels, float(levels), us, ct, bad, True)
+        assert nbad == int(bad.sum()) and nbad > 0
+
+
+def test_import_does_not_load_numba():
+    code = "import sys, ecmpi; ecmpi.compressor('qsgd'); print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_disabled_by_environment():
+    code = (
+        "import sys, numpy as np, ecmpi; from ecmpi.compress import _fused; "
+        "ecmpi.compressor('qsgd').encode(np.ones(9, np.float32), seed=0); "
+        "print(_fused.enabled(), 'numba' in sys.modules)"
+    )
+    env = {"ECMPI_FUSED": "0", "PATH": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "False False"
