@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..compress import compressor
 from ..rng import derive, random_u32
 from .base import Algorithm, Hyper, RunContext, StepCost
 
@@ -115,7 +116,11 @@ class _AveragedGradient(Algorithm):
         self._x = np.array(x0, dtype=prob.dtype, copy=True)
         if self._x.shape != (prob.d,):
             raise ValueError(f"x0 must have shape ({prob.d},), got {self._x.shape}")
-        self.compressor = ctx.compressor if self.use_compressor else "none"
+        # the loop owns non-finite handling (--on-nonfinite), so the full-precision path
+        # must pass NaN/Inf through like the loop's copy of the user's compressor does
+        self.compressor = (
+            ctx.compressor if self.use_compressor else compressor("none", check_finite=False)
+        )
         if self.use_compressor and ctx.compressor is None:
             raise ValueError(f"{self.name} needs a compressor")
         self.stats = CommStats()
