@@ -140,46 +140,63 @@ def _tree_levels(buf, h):
     return buf[0]
 
 
+@njit(inline="always")
+def _sq(v):
+    return v * v
+
+
 @njit(**_opts)
 def _bucket_scale(x, lo, hi, norm, buf, width):
     """Scale of ``x[lo:hi]``; norm 0 = l2, 1 = linf, 2 = l1 (see buckets.py).
 
-    Tree sums (l2, l1) fuse the squares or absolute values into the first
-    level, ``v[j] = t[j] + t[j + B/2]``, which adds the same terms in the same
-    order as the definition (padding terms are exact zeros).
+    Tree sums (l2, l1) of a full bucket (``hi - lo == width >= 8``) fuse the
+    squares (absolute values) and the first three levels into one pass:
+    with ``e = width/8`` and ``v_q = t[j + q e]``, level three is
+    ``((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))``, the same terms in
+    the same order as the definition. Shorter buckets are zero-padded first.
     """
     m = hi - lo
+    xs = x[lo:hi]
     if norm == 1:
         mx = 0.0
         nan = False
-        for j in range(lo, hi):
-            a = abs(np.float64(x[j]))
+        for j in range(m):
+            a = abs(np.float64(xs[j]))
             mx = a if a > mx else mx
             nan |= a != a
         return np.float32(np.nan if nan else mx)
-    if width == 1:
-        v = np.float64(x[lo])
-        t = v * v if norm == 0 else abs(v)
-    else:
-        h = width // 2
-        if m == width:
-            if norm == 0:
-                for j in range(h):
-                    a = np.float64(x[lo + j])
-                    c = np.float64(x[lo + h + j])
-                    buf[j] = a * a + c * c
-            else:
-                for j in range(h):
-                    buf[j] = abs(np.float64(x[lo + j])) + abs(np.float64(x[lo + h + j]))
+    if m == width and width >= 8:
+        e = width // 8
+        if norm == 0:
+            for j in range(e):
+                v0 = _sq(np.float64(xs[j]))
+                v1 = _sq(np.float64(xs[j + e]))
+                v2 = _sq(np.float64(xs[j + 2 * e]))
+                v3 = _sq(np.float64(xs[j + 3 * e]))
+                v4 = _sq(np.float64(xs[j + 4 * e]))
+                v5 = _sq(np.float64(xs[j + 5 * e]))
+                v6 = _sq(np.float64(xs[j + 6 * e]))
+                v7 = _sq(np.float64(xs[j + 7 * e]))
+                buf[j] = ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))
         else:
-            for j in range(m):
-                v = np.float64(x[lo + j])
-                buf[j] = v * v if norm == 0 else abs(v)
-            for j in range(m, width):
-                buf[j] = 0.0
-            for j in range(h):
-                buf[j] = buf[j] + buf[j + h]
-        t = _tree_levels(buf, h // 2)
+            for j in range(e):
+                v0 = abs(np.float64(xs[j]))
+                v1 = abs(np.float64(xs[j + e]))
+                v2 = abs(np.float64(xs[j + 2 * e]))
+                v3 = abs(np.float64(xs[j + 3 * e]))
+                v4 = abs(np.float64(xs[j + 4 * e]))
+                v5 = abs(np.float64(xs[j + 5 * e]))
+                v6 = abs(np.float64(xs[j + 6 * e]))
+                v7 = abs(np.float64(xs[j + 7 * e]))
+                buf[j] = ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))
+        t = _tree_levels(buf, e // 2)
+    else:
+        for j in range(m):
+            v = np.float64(xs[j])
+            buf[j] = v * v if norm == 0 else abs(v)
+        for j in range(m, width):
+            buf[j] = 0.0
+        t = _tree_levels(buf, width // 2)
     if norm == 0:
         return np.float32(np.sqrt(t))
     return np.float32(t / np.float64(m))
@@ -303,22 +320,29 @@ def _quantize_f32(x, lo, hi, t0, q65, kf, sf, us, ct, bad, stochastic):
 
 @njit(**_opts)
 def _quantize_exact(x, scales, b, t0, t1, sf, s, stochastic, us, ct, bad):
-    """The definition, for the entries flagged by :func:`_quantize_f64` or ``_f32``."""
-    for i in range(t0, t1):
-        j = i - t0
-        if not bad[j]:
+    """The definition, for the entries flagged by :func:`_quantize_f64` or ``_f32``.
+
+    Flags are scanned eight at a time (``bad`` viewed as uint64 words).
+    """
+    words = bad.view(np.uint64)
+    for w in range((t1 - t0 + 7) // 8):
+        if words[w] == 0:
             continue
-        xv = np.float64(x[i])
-        r = np.float64(scales[i // b])
-        p = min((abs(xv) * sf) / r, sf)
-        lev = np.floor(p)
-        f = p - lev
-        if stochastic:
-            lev += 1.0 if np.float64(us[j]) < f * 65536.0 else 0.0
-        else:
-            lev += 1.0 if f >= 0.5 else 0.0
-        lv = np.int32(lev)
-        ct[j] = s + lv if xv >= 0 else s - lv
+        for j in range(8 * w, min(8 * w + 8, t1 - t0)):
+            if not bad[j]:
+                continue
+            i = t0 + j
+            xv = np.float64(x[i])
+            r = np.float64(scales[i // b])
+            p = min((abs(xv) * sf) / r, sf)
+            lev = np.floor(p)
+            f = p - lev
+            if stochastic:
+                lev += 1.0 if np.float64(us[j]) < f * 65536.0 else 0.0
+            else:
+                lev += 1.0 if f >= 0.5 else 0.0
+            lv = np.int32(lev)
+            ct[j] = s + lv if xv >= 0 else s - lv
 
 
 @njit(**_opts)
