@@ -10,9 +10,11 @@ algorithm's ``hyperparameters`` become ``--name`` options of ``run``.
 Errors: invalid options are reported once (by rank 0) before any work starts,
 and every rank exits with status 2. An exception during the run ends the whole
 job: the failing rank prints the message and calls ``MPI_Abort``, so no rank
-waits forever. Exit status: 0 completed (also a diverged run or a reached
-target or bit budget), 1 failed, 2 bad options, 75 interrupted by
-SIGTERM/SIGUSR1 (checkpointed; continue with ``--resume``).
+waits forever; a failing rank other than 0 first hands the message to rank 0
+through :mod:`ecmpi.errors`, which marks the log ``failed``. Exit status:
+0 completed (also a diverged run or a reached target or bit budget), 1 failed,
+2 bad options, 75 interrupted by SIGTERM/SIGUSR1 (checkpointed; continue with
+``--resume``).
 """
 
 from __future__ import annotations
@@ -498,8 +500,10 @@ def cmd_run(argv: Sequence[str]) -> int:
     from .algorithms import RunContext
     from .algorithms.loop import run
     from .comm import library_comm
+    from .errors import close_channel, open_channel
     from .log import TrajectoryWriter, load_checkpoint
 
+    channel = open_channel(world)  # closed below, or by main() after an exception
     comm = library_comm(world)
     comp = compressor(opts["compressor"])
     problem = problems.make(
@@ -535,7 +539,9 @@ def cmd_run(argv: Sequence[str]) -> int:
             return None
         config = {**opts, "hyperparameters": hp, "resolved": alg.describe(), "problem_info": info}
         if resume_path:
-            return TrajectoryWriter.resume(resume_path, log_every=opts["log_every"], config=config)
+            w = TrajectoryWriter.resume(resume_path, log_every=opts["log_every"], config=config)
+            channel.attach(w)
+            return w
         attrs = {
             "algorithm": opts["algorithm"],
             "problem": opts["problem"],
@@ -550,7 +556,9 @@ def cmd_run(argv: Sequence[str]) -> int:
             "mpi_library": _mpi_library(),
             "gpu_mpi": _gpu_mpi_attr(),
         }
-        return TrajectoryWriter(out, attrs, config, overwrite=opts["overwrite"])
+        w = TrajectoryWriter(out, attrs, config, overwrite=opts["overwrite"])
+        channel.attach(w)
+        return w
 
     result = run(
         alg_cls,
@@ -567,6 +575,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         diverge_factor=opts["diverge_factor"],
         resume=resume,
     )
+    close_channel()
     if rank0 and not opts["quiet"]:
         print(_summary(opts, result, out), flush=True)
     if result.status == "interrupted":
@@ -758,6 +767,7 @@ def _abort_job(code: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ecmpi`` console script and ``python -m ecmpi``; returns the status."""
     from .algorithms.loop import RunError
+    from .errors import close_channel, report_failure
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -792,5 +802,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ecmpi: error on rank {rank}:", file=sys.stderr)
             traceback.print_exc()
             sys.stderr.flush()
+        if rank != 0:  # rank 0 marks its log failed before the abort
+            report_failure(f"{type(exc).__name__}: {exc}")
         _abort_job(1)
         return 1
+    finally:
+        close_channel()  # a normal end, or an error raised on every rank alike

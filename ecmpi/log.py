@@ -25,7 +25,9 @@ to the slot that does not hold the newest one: the slot is first marked empty,
 then written, then its index row (with a CRC-32 of the bytes) is written last,
 so a crash while writing leaves the previous checkpoint usable. At the end the
 writer closes the file and reopens it normally to set ``status`` and write
-``x_final``.
+``x_final``. :meth:`TrajectoryWriter.mark_failed` does the same from another
+thread (an error reported by another rank while this one waits in MPI); a lock
+keeps it apart from row and checkpoint writes, and later writes are dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import io
 import json
 import math
 import os
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -186,6 +189,8 @@ class TrajectoryWriter:
         self._nrows = 0
         self._started = False
         self._closed = False
+        self._marked_failed = False
+        self._lock = threading.RLock()
         self._warned: set[str] = set()
         if initial_rows is not None:
             extras = [k for k in initial_rows if k not in BASE_COLUMNS]
@@ -268,8 +273,12 @@ class TrajectoryWriter:
 
     def start(self, extras: Sequence[str] = ()) -> None:
         """Create the extra columns, switch to SWMR and write the rows held so far."""
-        if self._started:
-            return
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._start(extras)
+
+    def _start(self, extras: Sequence[str]) -> None:
         for name in extras:
             if name not in self._cols:
                 self._new_column(name)
@@ -284,13 +293,16 @@ class TrajectoryWriter:
         """Log one row (flushed to disk at once once started). ``step`` is required."""
         if "step" not in row:
             raise ValueError("a trajectory row needs a 'step'")
-        if not self._started:
-            self._pending.append(dict(row))
-            return
-        self._write_row(row)
+        with self._lock:
+            if self._marked_failed:
+                return
+            if not self._started:
+                self._pending.append(dict(row))
+                return
+            self._write_row(row)
 
     def _write_row(self, row: Mapping[str, float]) -> None:
-        with self._io_errors():
+        with self._lock, self._io_errors():
             self._write_row_unchecked(row)
 
     @contextlib.contextmanager
@@ -325,7 +337,7 @@ class TrajectoryWriter:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _write_slot(self, slot: int, step: int, blob: bytes) -> None:
-        with self._io_errors():
+        with self._lock, self._io_errors():
             self._write_slot_unchecked(slot, step, blob)
 
     def _write_slot_unchecked(self, slot: int, step: int, blob: bytes) -> None:
@@ -341,9 +353,12 @@ class TrajectoryWriter:
 
     def write_checkpoint(self, step: int, blob: bytes) -> None:
         """Store ``blob`` (from :func:`pack_state`) atomically; see the module docstring."""
-        idx = self._index[()]
-        newest = int(np.argmax(idx[:, 0])) if idx[:, 0].max() >= 0 else 1
-        self._write_slot(1 - newest, step, blob)
+        with self._lock:
+            if self._marked_failed:
+                return
+            idx = self._index[()]
+            newest = int(np.argmax(idx[:, 0])) if idx[:, 0].max() >= 0 else 1
+            self._write_slot(1 - newest, step, blob)
 
     # -- end --------------------------------------------------------------------------------
     def close(
@@ -354,12 +369,16 @@ class TrajectoryWriter:
         extra_attrs: Mapping[str, Any] | None = None,
     ) -> None:
         """Flush, leave SWMR, then reopen to set ``status``, ``x_final`` and final attributes."""
-        if self._closed:
-            return
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        with self._lock:
+            if self._closed:
+                return
+            self._close(status, x_final, extra_attrs)
+
+    def _close(self, status: str, x_final: Any, extra_attrs: Mapping[str, Any] | None) -> None:
         if not self._started:
-            self.start()
+            self._start(())
         self._f.close()
         self._closed = True
         with h5py.File(self.path, "r+", libver="latest") as f:
@@ -370,14 +389,29 @@ class TrajectoryWriter:
                 f.attrs[k] = _attr_value(v)
             f.attrs["status"] = status
 
+    def mark_failed(self, message: str) -> None:
+        """End the log with status ``failed``, ``stop_reason`` ``exception`` and ``message``.
+
+        Thread-safe: for an error reported by another rank while the thread that
+        writes rows waits in MPI. Rows and checkpoints given afterwards are
+        dropped (the job is being aborted), and a later :meth:`close` does nothing.
+        A log that is already closed is left as it is.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._marked_failed = True
+            self._close("failed", None, {"stop_reason": "exception", "message": str(message)})
+
     def abandon(self) -> None:
         """Close the file as it is (status stays ``running``)."""
-        if not self._closed:
-            self._closed = True
-            try:
-                self._f.close()
-            except Exception:
-                pass
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                try:
+                    self._f.close()
+                except Exception:
+                    pass
 
 
 def _json_default(v: Any) -> Any:

@@ -122,8 +122,8 @@ def test_info_and_unavailable_subcommand(capsys, monkeypatch):
     assert "not available" in capsys.readouterr().err
 
 
-def _job(n, args, timeout=120, **kw):
-    env = dict(os.environ, MPIEXEC_TIMEOUT=str(timeout), OMP_NUM_THREADS="1")
+def _job(n, args, timeout=120, extra_env=None, **kw):
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(timeout), OMP_NUM_THREADS="1", **(extra_env or {}))
     return subprocess.run(
         [_mpiexec(), "-n", str(n), sys.executable, *args],
         capture_output=True,
@@ -180,17 +180,19 @@ def test_mpi_invalid_option_reported_once(tmp_path):
     assert proc.stderr.count("ecmpi: error:") == 1, proc.stderr
 
 
-FAIL_ON_RANK_1 = textwrap.dedent(
+FAIL_ON_RANK = textwrap.dedent(
     """
-    import sys
+    import os, sys, time
     from mpi4py import MPI
     from ecmpi import cli
     from ecmpi.algorithms import sgd
 
+    rank = int(os.environ["FAIL_RANK"])
     orig = sgd.GD.step
     def step(self, t):
-        if t == 3 and MPI.COMM_WORLD.rank == 1:
-            raise RuntimeError("boom on rank 1")
+        if t == 3 and MPI.COMM_WORLD.rank == rank:
+            print(f"raised at {time.time()!r}", file=sys.stderr, flush=True)
+            raise RuntimeError(f"boom on rank {rank}")
         return orig(self, t)
     sgd.GD.step = step
     sys.exit(cli.main(sys.argv[1:]))
@@ -198,19 +200,61 @@ FAIL_ON_RANK_1 = textwrap.dedent(
 )
 
 
-def test_mpi_exception_on_one_rank_ends_the_job(tmp_path):
-    t0 = time.monotonic()
+@pytest.mark.parametrize(("n", "rank"), [(2, 1), (3, 2), (2, 0)])
+def test_mpi_exception_on_one_rank_ends_the_job_and_marks_the_log_failed(tmp_path, n, rank):
+    """Step 3 raises on one rank: the cause is printed once, the job ends within seconds
+    and rank 0's log says ``failed`` with the message, whichever rank failed."""
     out = tmp_path / "f.h5"
-    proc = _job(
-        2,
-        ["-c", FAIL_ON_RANK_1, "run", "gd", *DATA, "--steps", "1000", "--quiet", "--out", str(out)],
-        timeout=60,
+    args = ["-c", FAIL_ON_RANK, "run", "gd", *DATA, "--steps", "100000", "--quiet"]
+    proc = _job(n, [*args, "--out", str(out)], timeout=90, extra_env={"FAIL_RANK": str(rank)})
+    ended = time.time()
+    assert proc.returncode == 1, proc.stderr
+    cause = f"RuntimeError: boom on rank {rank}"
+    assert proc.stderr.count(cause) == 1, proc.stderr
+    assert proc.stderr.count("ecmpi: error") == 1, proc.stderr
+    assert f"ecmpi: error on rank {rank}:" in proc.stderr
+    raised = float(proc.stderr.split("raised at ", 1)[1].split()[0])
+    assert ended - raised < 10, f"the job took {ended - raised:.1f} s to end after the error"
+    log = open_log(out)
+    assert log.status == "failed", log.attrs
+    assert log.attrs["stop_reason"] == "exception"
+    expected = cause if rank == 0 else f"on rank {rank}: {cause}"
+    assert log.attrs["message"] == expected
+    # rows 0..2 precede the collectives of the failing step; row 3 may race the error
+    assert len(log) in (3, 4)
+    np.testing.assert_array_equal(log.trajectory["step"], np.arange(len(log)))
+    assert log.x_final is None
+
+
+def test_mpi_normal_run_ends_promptly_with_the_error_channel(tmp_path):
+    """The channel's shutdown (stop the thread, cancel its receive) adds < 0.2 s at exit."""
+    out = tmp_path / "ok.h5"
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from ecmpi import cli, errors
+        close = errors.close_channel
+        spent = []
+        def timed():
+            t0 = time.perf_counter()
+            close()
+            spent.append(time.perf_counter() - t0)
+        errors.close_channel = timed
+        rc = cli.main(sys.argv[1:])
+        print(f"close took {max(spent)!r} s", flush=True)
+        assert errors.active_channel() is None
+        sys.exit(rc)
+        """
     )
-    assert proc.returncode != 0
-    assert "boom on rank 1" in proc.stderr
-    assert time.monotonic() - t0 < 50
-    log = open_log(out)  # killed writer: still readable, rows up to the abort
-    assert log.status == "running" and len(log) >= 1
+    t0 = time.monotonic()
+    args = ["run", "gd", *DATA, "--steps", "30", "--quiet", "--out", str(out)]
+    proc = _job(3, ["-c", script, *args])
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - t0 < 60
+    spent = [float(line.split()[2]) for line in proc.stdout.splitlines() if "close took" in line]
+    assert len(spent) == 3 and max(spent) < 0.2, proc.stdout
+    log = open_log(out)
+    assert log.status == "completed" and len(log) == 31
 
 
 @pytest.mark.parametrize("command", ["analyze", "bench", "reproduce"])
