@@ -27,6 +27,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 __all__ = ["Algorithm", "Hyper", "RunContext", "StepCost"]
 
 
@@ -102,6 +104,45 @@ class Algorithm(ABC):
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
+
+    def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """``given`` with the defaults of :attr:`hyperparameters` filled in.
+
+        Raises:
+            ValueError: a name not in :attr:`hyperparameters`, or a value outside
+                its ``choices``.
+        """
+        hypers = {h.name: h for h in self.hyperparameters}
+        given = given or {}
+        unknown = sorted(set(given) - set(hypers))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown hyperparameter(s) {unknown}; "
+                f"known: {', '.join(sorted(hypers))}"
+            )
+        out = {k: given.get(k, h.default) for k, h in hypers.items()}
+        for k, h in hypers.items():
+            if h.choices is not None and out[k] not in h.choices:
+                raise ValueError(
+                    f"{k} must be one of {', '.join(map(str, h.choices))}, got {out[k]!r}"
+                )
+        return out
+
+    def initial_point(self, dtype: Any = None) -> Any:
+        """A fresh copy of ``ctx.x0`` (zeros when None) as a ``(d,)`` array of ``dtype``.
+
+        ``dtype`` defaults to the problem's.
+
+        Raises:
+            ValueError: ``x0`` of another shape.
+        """
+        prob = self.ctx.problem
+        dt = prob.dtype if dtype is None else dtype
+        x0 = self.ctx.x0 if self.ctx.x0 is not None else np.zeros(prob.d, dtype=dt)
+        x = np.array(x0, dtype=dt, copy=True)
+        if x.shape != (prob.d,):
+            raise ValueError(f"{self.name}: x0 must have shape ({prob.d},), got {x.shape}")
+        return x
 
     @property
     @abstractmethod

@@ -128,11 +128,7 @@ class _QuantizedGD(Algorithm):
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         prob, comm = ctx.problem, ctx.comm
-        hp = {h.name: h.default for h in self.hyperparameters}
-        hp.update(ctx.params or {})
-        unknown = set(hp) - {h.name for h in self.hyperparameters}
-        if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {sorted(unknown)}")
+        self.params = hp = self.resolve_params(ctx.params)
         self.comm = comm
         self.P = comm.Get_size()
         self.d = int(prob.d)
@@ -142,10 +138,7 @@ class _QuantizedGD(Algorithm):
         self.code_bits = total_bits(self.d, self.R)
         self.scale = bool(hp["send_scale"])
         x_star = np.asarray(prob.x_star, dtype=np.float64)
-        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(self.d)
-        x0 = np.array(x0, dtype=self.dtype, copy=True)
-        if x0.shape != (self.d,):
-            raise ValueError(f"{self.name}: x0 must have shape ({self.d},), got {x0.shape}")
+        x0 = self.initial_point(self.dtype)
         self.L = float(hp["L_bound"] if hp["L_bound"] is not None else prob.L)
         self.mu = float(hp["mu_bound"] if hp["mu_bound"] is not None else prob.mu)
         self.eta = float(ctx.lr) if ctx.lr is not None else 2.0 / (self.L + self.mu)
@@ -265,10 +258,7 @@ class DQGD(_QuantizedGD):
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
-        norm = (ctx.params or {}).get("range_norm", "l2")
-        if norm not in ("l2", "linf"):
-            raise ValueError(f"dqgd: range_norm must be 'l2' or 'linf', got {norm!r}")
-        self.range_norm = norm
+        self.range_norm = norm = self.params["range_norm"]
         self.e = np.zeros(self.d, dtype=np.float64)
         # the range state r_{t-1}: scalar (l2) or per coordinate (linf)
         self.r_prev = np.zeros(self.d) if norm == "linf" else np.zeros(())
@@ -334,10 +324,7 @@ class QGD(_QuantizedGD):
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
-        mode = (ctx.params or {}).get("qgd_range", "paper")
-        if mode not in ("paper", "safe"):
-            raise ValueError(f"qgd: qgd_range must be 'paper' or 'safe', got {mode!r}")
-        self.qgd_range = mode
+        self.qgd_range = mode = self.params["qgd_range"]
         self.a = self.sigma + (self.eta * self.L if mode == "safe" else 1.0) * self.eps
 
     @property

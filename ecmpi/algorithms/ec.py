@@ -64,8 +64,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..rng import derive, uniform
+from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
-from .sgd import minibatch
+from .sgd import averaged, default_lr, gradient_at, minibatch
 
 __all__ = [
     "COIN_STREAM",
@@ -164,33 +165,6 @@ def resolve_p(
     return p
 
 
-def _positive(v: Any, name: str) -> float:
-    if isinstance(v, bool):
-        raise TypeError(f"{name} must be a number, got {v!r}")
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}") from None
-    if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    return f
-
-
-def resolve_params(alg: Algorithm, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults of ``alg.hyperparameters`` filled in; unknown names and bad choices rejected."""
-    hypers = {h.name: h for h in alg.hyperparameters}
-    unknown = sorted(set(given) - set(hypers))
-    if unknown:
-        raise ValueError(
-            f"{alg.name}: unknown hyperparameter(s) {unknown}; known: {', '.join(sorted(hypers))}"
-        )
-    out = {k: given.get(k, h.default) for k, h in hypers.items()}
-    for k, h in hypers.items():
-        if h.choices is not None and out[k] not in h.choices:
-            raise ValueError(f"{k} must be one of {', '.join(map(str, h.choices))}, got {out[k]!r}")
-    return out
-
-
 class CompensatedMean:
     """Error-compensated compressed mean over the ranks (one call site, one residual).
 
@@ -223,21 +197,9 @@ class CompensatedMean:
         self.stats = stats
 
     def __call__(self, a: np.ndarray, seed: tuple[int, ...]) -> np.ndarray:
-        from ..comm import allreduce
-
-        ctx = self.ctx
         p = self.e + a if self.compensate else a
         self.feedback.reset()
-        mean = allreduce(
-            p,
-            self.compressor,
-            comm=ctx.comm,
-            algorithm=ctx.collective,
-            average=True,
-            seed=seed,
-            feedback=self.feedback,
-            stats=self.stats,
-        )
+        mean = averaged(self.ctx, p, self.compressor, seed, self.stats, self.feedback)
         if not self.compensate:
             return mean if self.scale == 1.0 else self.scale * mean
         r = self.feedback.worker  # p - C(p)
@@ -262,25 +224,13 @@ class Snapshot:
         self.w = w
         g = self.ctx.problem.local_grad(w)
         if self.mode == "global":
-            from ..comm import allreduce
-
-            g = allreduce(
-                g,
-                "none",
-                comm=self.ctx.comm,
-                algorithm=self.ctx.collective,
-                average=True,
-                seed=(self.ctx.seed, t, _PHASE_SNAPSHOT),
-                stats=self.stats,
-            )
+            g = averaged(self.ctx, g, "none", (self.ctx.seed, t, _PHASE_SNAPSHOT), self.stats)
         self.g = g
 
     def estimator(self, x: np.ndarray, idx: Any) -> np.ndarray:
         """``grad f_tau,idx(x) - grad f_tau,idx(w) + G(w)`` (idx None: ``grad f_tau(x) - ...``)."""
         prob = self.ctx.problem
-        if idx is None:
-            return prob.local_grad(x) - prob.local_grad(self.w) + self.g
-        return prob.batch_grad(x, idx) - prob.batch_grad(self.w, idx) + self.g
+        return gradient_at(prob, x, idx) - gradient_at(prob, self.w, idx) + self.g
 
 
 def resolve_snapshot(mode: str, compressor: Any) -> str:
@@ -341,32 +291,27 @@ class _ECBase(Algorithm):
         from ..compress import compressor as make_compressor
 
         prob = ctx.problem
-        self.params = resolve_params(self, ctx.params)
+        self.params = self.resolve_params(ctx.params)
         if ctx.compressor is None:
             raise ValueError(f"{self.name} needs a compressor (e.g. topk:k=1)")
         self.C = make_compressor(ctx.compressor)
-        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
-        self._x = np.array(x0, dtype=prob.dtype, copy=True)
-        if self._x.shape != (prob.d,):
-            raise ValueError(f"x0 must have shape ({prob.d},), got {self._x.shape}")
+        self._x = self.initial_point()
         self.batch = int(ctx.batch_size) if self.estimator != "gd" else 0
-        if ctx.lr is not None:
-            self.lr = _positive(ctx.lr, "lr")
-        elif self.estimator == "gd":
-            self.lr = 1.0 / float(prob.L)
+        if ctx.lr is not None or self.estimator == "gd":
+            self.lr = default_lr(ctx)
         else:
             self.lr = 1.0 / batch_smoothness(prob, self.batch)
         self.l2_mode = self.params["l2_mode"]
         self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
         s = self.params["ec_scale"]
-        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "ec_scale")
+        self.scale = contraction_scale(self.C, prob.d) if s is None else positive(s, "ec_scale")
         self.stats = CommStats()
         self.ec = CompensatedMean(ctx, self.C, self._x, self.stats, scale=self.scale)
         self.snapshot: Snapshot | None = None
         if self.estimator == "lsvrg":
             self.p = resolve_p(
                 self.params["p"],
-                _positive(self.params["p_scale"], "p_scale"),
+                positive(self.params["p_scale"], "p_scale"),
                 prob,
                 self.C,
                 self.batch,
@@ -390,7 +335,7 @@ class _ECBase(Algorithm):
                 f"shift_compressor must be unbiased with a finite omega, got {self.Q.spec!r}"
             )
         a = self.params["alpha"]
-        self.alpha = 1.0 / (omega + 1.0) if a is None else _positive(a, "alpha")
+        self.alpha = 1.0 / (omega + 1.0) if a is None else positive(a, "alpha")
         self.h_local = np.zeros_like(self._x)
         self.h = np.zeros_like(self._x)
         self.shift = CompensatedMean(self.ctx, self.Q, self._x, self.stats, compensate=False)
@@ -401,14 +346,11 @@ class _ECBase(Algorithm):
 
     def gradient(self, t: int) -> np.ndarray:
         """g_tau at the current x (step 1 of the module docstring), l2 left out in prox mode."""
-        prob = self.ctx.problem
         idx = minibatch(self.ctx, t) if self.batch > 0 else None
         if self.snapshot is not None:
             g = self.snapshot.estimator(self._x, idx)
-        elif idx is None:
-            g = prob.local_grad(self._x)
         else:
-            g = prob.batch_grad(self._x, idx)
+            g = gradient_at(self.ctx.problem, self._x, idx)
         if self.l2:
             g = g - self.l2 * self._x
         return g

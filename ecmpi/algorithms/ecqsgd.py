@@ -53,12 +53,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..comm import CollectiveFeedback, CommStats, allreduce
+from ..comm import CollectiveFeedback, CommStats
 from ..comm import allgather as _allgather
 from ..comm import ps as _ps
 from ..compress.entropy import CODERS, coded_bits
+from ._validate import finite
 from .base import Algorithm, Hyper, RunContext, StepCost
-from .sgd import default_lr, minibatch
+from .sgd import averaged, default_lr, minibatch_gradient
 
 __all__ = ["ECQSGD"]
 
@@ -93,26 +94,15 @@ class ECQSGD(Algorithm):
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
-        p = ctx.params
-        unknown = sorted(set(p) - {h.name for h in self.hyperparameters})
-        if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
-        self.alpha = _finite(p.get("alpha", 1.0), "alpha")
-        self.beta = _finite(p.get("beta", 1.0), "beta")
-        self.ef_scale = p.get("ef_scale", "grad")
-        if self.ef_scale not in ("grad", "step"):
-            raise ValueError(f"ef_scale must be 'grad' or 'step', got {self.ef_scale!r}")
-        self.coder = p.get("coder", "entropy")
-        if self.coder not in (*CODERS, "off"):
-            raise ValueError(f"coder must be one of {(*CODERS, 'off')}, got {self.coder!r}")
+        p = self.resolve_params(ctx.params)
+        self.alpha = finite(p["alpha"], "alpha")
+        self.beta = finite(p["beta"], "beta")
+        self.ef_scale = p["ef_scale"]
+        self.coder = p["coder"]
         if ctx.compressor is None:
             raise ValueError(f"{self.name} needs a compressor (e.g. qsgd:levels=4,norm=l2)")
-        prob = ctx.problem
         self.lr = default_lr(ctx)
-        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
-        self._w = np.array(x0, dtype=prob.dtype, copy=True)
-        if self._w.shape != (prob.d,):
-            raise ValueError(f"x0 must have shape ({prob.d},), got {self._w.shape}")
+        self._w = self.initial_point()
         self.h = np.zeros_like(self._w)
         self.rank = ctx.comm.Get_rank()
         self.feedback = CollectiveFeedback()
@@ -124,9 +114,7 @@ class ECQSGD(Algorithm):
 
     def step(self, t: int) -> StepCost:
         ctx = self.ctx
-        idx = minibatch(ctx, t)
-        prob = ctx.problem
-        g = prob.local_grad(self._w) if idx is None else prob.batch_grad(self._w, idx)
+        g = minibatch_gradient(ctx, self._w, t)
         if self.ef_scale == "step":
             g = self.lr * g
         if self.alpha == 0.0:
@@ -136,16 +124,7 @@ class ECQSGD(Algorithm):
         else:
             p = g + self.alpha * self.h
         self.feedback.reset()
-        mean = allreduce(
-            p,
-            ctx.compressor,
-            comm=ctx.comm,
-            algorithm=ctx.collective,
-            average=True,
-            seed=(ctx.seed, t),
-            feedback=self.feedback,
-            stats=self.stats,
-        )
+        mean = averaged(ctx, p, ctx.compressor, (ctx.seed, t), self.stats, self.feedback)
         r = self.feedback.worker  # p - q_p, from the collective's worker level
         self.h = r.copy() if self.alpha == self.beta else r + (self.beta - self.alpha) * self.h
         if self.ef_scale == "step":
@@ -181,15 +160,3 @@ class ECQSGD(Algorithm):
             "lr": self.lr,
             "stability": stab if math.isfinite(stab) else None,
         }
-
-
-def _finite(v: Any, name: str) -> float:
-    if isinstance(v, bool):
-        raise TypeError(f"{name} must be a number, got {v!r}")
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    return f

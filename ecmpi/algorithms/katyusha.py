@@ -69,6 +69,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
 from .ec import (
     _PHASE_EC,
@@ -76,11 +77,9 @@ from .ec import (
     SNAPSHOTS,
     CompensatedMean,
     Snapshot,
-    _positive,
     batch_smoothness,
     contraction_scale,
     resolve_p,
-    resolve_params,
     resolve_snapshot,
     shared_coin,
 )
@@ -106,20 +105,20 @@ def katyusha_parameters(
     Raises:
         ValueError: non-positive values, or ``theta1 + theta2 > 1``.
     """
-    L, p = _positive(L, "L"), _positive(p, "p")
+    L, p = positive(L, "L"), positive(p, "p")
     if not (math.isfinite(mu) and mu >= 0):
         raise ValueError(f"mu must be a non-negative finite number, got {mu!r}")
     sigma = mu / L
-    t2 = 0.5 if theta2 is None else _positive(theta2, "theta2")
+    t2 = 0.5 if theta2 is None else positive(theta2, "theta2")
     if theta1 is None:
         t1 = min(math.sqrt(2.0 * sigma / (3.0 * p)), 0.5)
         if t1 <= 0:
             raise ValueError("theta1 = 0 because mu = 0: give theta1 (and eta) explicitly")
     else:
-        t1 = _positive(theta1, "theta1")
+        t1 = positive(theta1, "theta1")
     if t1 + t2 > 1.0:
         raise ValueError(f"theta1 + theta2 must be <= 1, got {t1} + {t2}")
-    e = t2 / ((1.0 + t2) * t1) if eta is None else _positive(eta, "eta")
+    e = t2 / ((1.0 + t2) * t1) if eta is None else positive(eta, "eta")
     return {"L": L, "sigma": sigma, "theta1": t1, "theta2": t2, "eta": e, "p": p}
 
 
@@ -172,17 +171,14 @@ class ECLKatyusha(Algorithm):
         from ..comm import CommStats
 
         prob = ctx.problem
-        self.params = prm = resolve_params(self, ctx.params)
+        self.params = prm = self.resolve_params(ctx.params)
         self.C = self._compressor(ctx)
-        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
-        x0 = np.array(x0, dtype=prob.dtype, copy=True)
-        if x0.shape != (prob.d,):
-            raise ValueError(f"x0 must have shape ({prob.d},), got {x0.shape}")
+        x0 = self.initial_point()
         self.batch = int(ctx.batch_size)
         if ctx.lr is not None:
             raise ValueError(f"{self.name} takes eta and L instead of --lr")
-        L = batch_smoothness(prob, self.batch) if prm["L"] is None else _positive(prm["L"], "L")
-        p = resolve_p(prm["p"], _positive(prm["p_scale"], "p_scale"), prob, self.C, self.batch)
+        L = batch_smoothness(prob, self.batch) if prm["L"] is None else positive(prm["L"], "L")
+        p = resolve_p(prm["p"], positive(prm["p_scale"], "p_scale"), prob, self.C, self.batch)
         self.hp = katyusha_parameters(
             L, float(prob.mu), p, theta1=prm["theta1"], theta2=prm["theta2"], eta=prm["eta"]
         )
@@ -190,7 +186,7 @@ class ECLKatyusha(Algorithm):
         self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
         self.sigma_f = (float(prob.mu) - self.l2) / self.hp["L"]
         s = prm["ec_scale"]
-        self.scale = contraction_scale(self.C, prob.d) if s is None else _positive(s, "ec_scale")
+        self.scale = contraction_scale(self.C, prob.d) if s is None else positive(s, "ec_scale")
         self.stats = CommStats()
         self.ec = CompensatedMean(ctx, self.C, x0, self.stats, scale=self.scale)
         self.snapshot_mode = resolve_snapshot(prm["snapshot"], self.C)

@@ -45,7 +45,7 @@ import numpy as np
 from .. import compress
 from ..comm import CommStats, ps_broadcast, ps_gather
 from .base import Algorithm, Hyper, RunContext, StepCost
-from .sgd import default_lr, minibatch
+from .sgd import default_lr, minibatch_gradient
 
 __all__ = ["QESGD", "EpochSGD", "StageSchedule"]
 
@@ -99,23 +99,18 @@ class _StagedPS(Algorithm):
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
-        p = ctx.params
-        unknown = sorted(set(p) - {h.name for h in self.hyperparameters})
-        if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
-        prob = ctx.problem
+        self.params = p = self.resolve_params(ctx.params)
         self.lr = default_lr(ctx)
         self.schedule = StageSchedule(
             self.lr,
-            p.get("stage_length", 50),
-            float(p.get("lr_decay", 0.5)),
-            float(p.get("stage_growth", 2.0)),
+            p["stage_length"],
+            float(p["lr_decay"]),
+            float(p["stage_growth"]),
         )
         self.comm = ctx.comm
         self.rank = ctx.comm.Get_rank()
         self.size = ctx.comm.Get_size()
-        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
-        self._w = np.array(x0, dtype=prob.dtype, copy=True)
+        self._w = self.initial_point()
         self.full = compress.compressor("none", check_finite=False)  # the loop handles NaN/Inf
         self.stats = CommStats()
 
@@ -134,9 +129,7 @@ class _StagedPS(Algorithm):
         return self._w
 
     def _gradient(self, w: np.ndarray, t: int) -> np.ndarray:
-        idx = minibatch(self.ctx, t)
-        prob = self.ctx.problem
-        return prob.local_grad(w) if idx is None else prob.batch_grad(w, idx)
+        return minibatch_gradient(self.ctx, w, t)
 
     def _mean_of(self, payloads: list, codec: Any) -> np.ndarray:
         acc = np.zeros_like(self._w)
@@ -197,7 +190,7 @@ class QESGD(_StagedPS):
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         self.up = ctx.compressor
-        spec = ctx.params.get("downlink", "same")
+        spec = self.params["downlink"]
         if not isinstance(spec, str):
             raise TypeError(f"downlink must be a compressor spec string, got {spec!r}")
         self.down = self.up if spec == "same" else compress.compressor(spec)

@@ -30,16 +30,27 @@ collective (``CommStats.last``), times 8.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..compress import compressor
 from ..rng import derive, random_u32
+from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
 
-__all__ = ["EFSGD", "GD", "QSGD", "SGD", "default_lr", "minibatch", "step_size"]
+__all__ = [
+    "EFSGD",
+    "GD",
+    "QSGD",
+    "SGD",
+    "averaged",
+    "default_lr",
+    "gradient_at",
+    "minibatch",
+    "minibatch_gradient",
+    "step_size",
+]
 
 #: identifier folded into the minibatch stream (keeps it apart from compressor draws)
 MINIBATCH_STREAM = 0x4D42  # "MB"
@@ -49,10 +60,7 @@ SCHEDULES = ("constant", "1/t", "stagewise")
 def default_lr(ctx: RunContext) -> float:
     """``ctx.lr`` if given, else ``1/L`` of the problem (collective on first use of L)."""
     if ctx.lr is not None:
-        lr = float(ctx.lr)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a positive number, got {ctx.lr!r}")
-        return lr
+        return positive(ctx.lr, "lr")
     return 1.0 / float(ctx.problem.L)
 
 
@@ -70,6 +78,39 @@ def minibatch(ctx: RunContext, t: int) -> np.ndarray | None:
     key, stream = derive(ctx.seed, MINIBATCH_STREAM, t, ctx.comm.Get_rank())
     u = random_u32(key, stream, 0, b).astype(np.uint64)
     return ((u * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
+
+
+def gradient_at(problem: Any, x: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+    """``grad f_p(x)`` for ``idx`` None, else the minibatch gradient over rows ``idx``."""
+    return problem.local_grad(x) if idx is None else problem.batch_grad(x, idx)
+
+
+def minibatch_gradient(ctx: RunContext, x: np.ndarray, t: int) -> np.ndarray:
+    """This rank's gradient at ``x`` over the minibatch of step ``t`` (:func:`minibatch`)."""
+    return gradient_at(ctx.problem, x, minibatch(ctx, t))
+
+
+def averaged(
+    ctx: RunContext,
+    v: np.ndarray,
+    compressor: Any,
+    seed: Any,
+    stats: Any,
+    feedback: Any = None,
+) -> np.ndarray:
+    """``(1/P) sum_p C(v_p)`` through :func:`ecmpi.allreduce` on ``ctx``'s comm and collective."""
+    from ..comm import allreduce
+
+    return allreduce(
+        v,
+        compressor,
+        comm=ctx.comm,
+        algorithm=ctx.collective,
+        average=True,
+        seed=seed,
+        feedback=feedback,
+        stats=stats,
+    )
 
 
 def step_size(lr: float, t: int, schedule: str, params: dict[str, Any]) -> float:
@@ -104,18 +145,19 @@ class _AveragedGradient(Algorithm):
 
     name: ClassVar[str] = "gd"
     use_compressor: ClassVar[bool] = False
+    #: residuals of the collective (error feedback); None: no feedback
+    feedback: Any = None
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         from ..comm import CommStats
 
-        prob = ctx.problem
         self.lr = default_lr(ctx)
-        self.params = self._resolve(ctx.params)
-        x0 = ctx.x0 if ctx.x0 is not None else np.zeros(prob.d, dtype=prob.dtype)
-        self._x = np.array(x0, dtype=prob.dtype, copy=True)
-        if self._x.shape != (prob.d,):
-            raise ValueError(f"x0 must have shape ({prob.d},), got {self._x.shape}")
+        self.params = self.resolve_params(ctx.params)
+        if "schedule" in self.params:
+            for k in ("t0", "stage_steps", "stage_growth", "decay"):
+                positive(self.params[k], k)
+        self._x = self.initial_point()
         # the loop owns non-finite handling (--on-nonfinite), so the full-precision path
         # must pass NaN/Inf through like the loop's copy of the user's compressor does
         self.compressor = (
@@ -124,19 +166,6 @@ class _AveragedGradient(Algorithm):
         if self.use_compressor and ctx.compressor is None:
             raise ValueError(f"{self.name} needs a compressor")
         self.stats = CommStats()
-
-    def _resolve(self, given: dict[str, Any]) -> dict[str, Any]:
-        out = {h.name: given.get(h.name, h.default) for h in self.hyperparameters}
-        unknown = sorted(set(given) - set(out))
-        if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}")
-        if "schedule" in out:
-            if out["schedule"] not in SCHEDULES:
-                raise ValueError(f"schedule must be one of {SCHEDULES}, got {out['schedule']!r}")
-            for k in ("t0", "stage_steps", "stage_growth", "decay"):
-                if not float(out[k]) > 0:
-                    raise ValueError(f"{k} must be positive, got {out[k]!r}")
-        return out
 
     @property
     def x(self) -> np.ndarray:
@@ -153,18 +182,8 @@ class _AveragedGradient(Algorithm):
         return self.gradient(t), self.eta(t)
 
     def reduce(self, v: np.ndarray, t: int) -> np.ndarray:
-        from ..comm import allreduce
-
-        ctx = self.ctx
-        return allreduce(
-            v,
-            self.compressor,
-            comm=ctx.comm,
-            algorithm=ctx.collective,
-            average=True,
-            seed=(ctx.seed, t),
-            stats=self.stats,
-        )
+        seed = (self.ctx.seed, t)
+        return averaged(self.ctx, v, self.compressor, seed, self.stats, self.feedback)
 
     def step(self, t: int) -> StepCost:
         v, factor = self.message(t)
@@ -202,10 +221,7 @@ class SGD(_AveragedGradient):
     hyperparameters: ClassVar[tuple[Hyper, ...]] = _SCHEDULE_HYPERS
 
     def gradient(self, t: int) -> np.ndarray:
-        idx = minibatch(self.ctx, t)
-        if idx is None:
-            return self.ctx.problem.local_grad(self._x)
-        return self.ctx.problem.batch_grad(self._x, idx)
+        return minibatch_gradient(self.ctx, self._x, t)
 
 
 class QSGD(SGD):
@@ -231,21 +247,6 @@ class EFSGD(SGD):
 
     def message(self, t: int) -> tuple[np.ndarray, float]:
         return self.eta(t) * self.gradient(t), 1.0
-
-    def reduce(self, v: np.ndarray, t: int) -> np.ndarray:
-        from ..comm import allreduce
-
-        ctx = self.ctx
-        return allreduce(
-            v,
-            self.compressor,
-            comm=ctx.comm,
-            algorithm=ctx.collective,
-            average=True,
-            seed=(ctx.seed, t),
-            feedback=self.feedback,
-            stats=self.stats,
-        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": self._x.copy(), "feedback": self.feedback.state_dict()}
