@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,9 @@ from ecmpi.algorithms.ec import batch_smoothness, shared_coin
 from ecmpi.algorithms.loop import run
 from ecmpi.algorithms.sgd import minibatch
 from ecmpi.problems import make
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import mean_rank_order
 
 LOGREG = "synthetic:n=120,d=8,seed=4"
 QUAD = "quadratic:d=6,kappa=5,n=48"
@@ -32,14 +37,6 @@ def _ctx(comm, prob, comp, *, batch=1, lr=None, **params):
     )
 
 
-def _mean_rank_order(comm, v):
-    acc = np.zeros_like(v)
-    for u in comm.allgather(v):
-        acc += u
-    acc /= comm.size
-    return acc
-
-
 @pytest.mark.parametrize("snapshot", ["local", "global"])
 def test_identity_ec_lsvrg_equals_lsvrg(comm, snapshot):
     """L-SVRG written out: x <- x - mean(gamma*g_tau); w <- x_old with the shared coin."""
@@ -52,7 +49,7 @@ def test_identity_ec_lsvrg_equals_lsvrg(comm, snapshot):
 
     def snap(w):
         g = prob.local_grad(w)
-        return _mean_rank_order(comm, g) if snapshot == "global" else g
+        return mean_rank_order(comm, g) if snapshot == "global" else g
 
     gw = snap(w)
     for t in range(60):
@@ -60,7 +57,7 @@ def test_identity_ec_lsvrg_equals_lsvrg(comm, snapshot):
         idx = minibatch(ctx, t)
         g = prob.batch_grad(x, idx) - prob.batch_grad(w, idx) + gw
         x_old = x
-        x = x - _mean_rank_order(comm, gamma * g)
+        x = x - mean_rank_order(comm, gamma * g)
         if shared_coin(ctx.seed, t, 0.1):
             w = x_old.copy()
             gw = snap(w)
@@ -134,7 +131,7 @@ def test_exact_bits_and_identical_iterates(comm):
     for v in (alg.x, alg.h, alg.snapshot.w):
         assert all(np.array_equal(u, v) for u in comm.allgather(v))
     # h is the mean of the workers' shifts
-    np.testing.assert_allclose(_mean_rank_order(comm, alg.h_local), alg.h, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(mean_rank_order(comm, alg.h_local), alg.h, rtol=1e-12, atol=1e-15)
 
 
 def test_ec_gd_residual_bounded(comm):

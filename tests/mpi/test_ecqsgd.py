@@ -1,11 +1,17 @@
 """ECQ-SGD under MPI: its special cases equal ef-sgd and qsgd bit for bit, the h recursion."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import ecmpi
 from ecmpi.algorithms import RunContext, get
 from ecmpi.problems import make
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import trajectory
 
 QSGD = "qsgd:levels=4,bucket=8,norm=l2"
 STEPS = 12
@@ -28,15 +34,6 @@ def _ctx(comm, prob, spec=QSGD, collective="allgather", lr=0.05, **params):
     )
 
 
-def _trajectory(alg, steps=STEPS):
-    xs, costs = [], []
-    for t in range(steps):
-        c = alg.step(t)
-        xs.append(alg.x.copy())
-        costs.append((c.bits_up, c.bits_down))
-    return xs, costs
-
-
 def _same_on_all_ranks(comm, x):
     ref = comm.bcast(x, root=0)
     assert np.array_equal(ref, x)
@@ -47,8 +44,8 @@ def test_alpha_beta_one_is_ef_sgd_bit_for_bit(comm, spec):
     prob = _problem(comm)
     ecq = get("ecq-sgd")(_ctx(comm, prob, spec, alpha=1.0, beta=1.0, ef_scale="step"))
     ef = get("ef-sgd")(_ctx(comm, prob, spec))
-    xe, ce = _trajectory(ecq)
-    xf, cf = _trajectory(ef)
+    xe, ce = trajectory(ecq, STEPS)
+    xf, cf = trajectory(ef, STEPS)
     for a, b in zip(xe, xf):
         assert np.array_equal(a, b)
     assert ce == cf
@@ -61,8 +58,8 @@ def test_alpha_beta_zero_is_qsgd_bit_for_bit(comm, collective):
     prob = _problem(comm, "logreg")
     ecq = get("ecq-sgd")(_ctx(comm, prob, collective=collective, alpha=0.0, beta=0.0))
     qs = get("qsgd")(_ctx(comm, prob, collective=collective))
-    xe, ce = _trajectory(ecq)
-    xq, cq = _trajectory(qs)
+    xe, ce = trajectory(ecq, STEPS)
+    xq, cq = trajectory(qs, STEPS)
     for a, b in zip(xe, xq):
         assert np.array_equal(a, b)
     assert ce == cq
@@ -115,8 +112,8 @@ def test_grad_units_equal_step_units_with_constant_lr(comm):
     prob = _problem(comm)
     a = get("ecq-sgd")(_ctx(comm, prob, lr=0.0625, alpha=0.5, beta=0.5, ef_scale="grad"))
     b = get("ecq-sgd")(_ctx(comm, prob, lr=0.0625, alpha=0.5, beta=0.5, ef_scale="step"))
-    xa, _ = _trajectory(a)
-    xb, _ = _trajectory(b)
+    xa, _ = trajectory(a, STEPS)
+    xb, _ = trajectory(b, STEPS)
     np.testing.assert_allclose(xa[-1], xb[-1], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(0.0625 * a.h, b.h, rtol=1e-12, atol=1e-14)
 

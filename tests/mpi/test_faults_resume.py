@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -23,6 +24,9 @@ from ecmpi import cli
 from ecmpi.algorithms import get
 from ecmpi.log import open_log, read_checkpoint
 from ecmpi.problems import linear
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import log_path
 
 DATA = [
     "--problem",
@@ -48,17 +52,6 @@ STATEFUL = [
 ]
 
 
-def _dir(comm):
-    base = os.environ.get("ECMPI_TEST_TMP")
-    if base is None:
-        base = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None, root=0)
-    return base
-
-
-def _path(comm, name):
-    return os.path.join(_dir(comm), f"{name}-np{comm.size}.h5")
-
-
 def _assert_same_rows(a, b):
     ka = sorted(k for k in a.trajectory if not k.endswith("_time"))
     assert ka == sorted(k for k in b.trajectory if not k.endswith("_time"))
@@ -82,7 +75,7 @@ def _signal_during(monkeypatch, comm, name, step, signum):
 
 @pytest.mark.parametrize(("name", "opts"), STATEFUL, ids=[n for n, _ in STATEFUL])
 def test_signal_checkpoint_and_resume_equal_uninterrupted(comm, monkeypatch, capsys, name, opts):
-    full, cut = _path(comm, f"{name}-full"), _path(comm, f"{name}-cut")
+    full, cut = log_path(comm, f"{name}-full"), log_path(comm, f"{name}-cut")
     args = ["run", name, *DATA, *opts, "--steps", str(STEPS)]
     try:
         cli.resolve_run_options(args[1:])
@@ -110,7 +103,7 @@ def test_signal_checkpoint_and_resume_equal_uninterrupted(comm, monkeypatch, cap
 
 
 def test_resume_refuses_other_settings_and_rank_counts(comm, capsys):
-    path = _path(comm, "refuse")
+    path = log_path(comm, "refuse")
     base = ["run", "ef-sgd", *DATA, "--compressor", "qsgd:levels=2", "--steps", "4"]
     assert cli.main([*base, "--out", path, "--overwrite", "--checkpoint-every", "2"]) == 0
     capsys.readouterr()
@@ -145,7 +138,7 @@ def test_resume_refuses_other_settings_and_rank_counts(comm, capsys):
     err = capsys.readouterr().err
     if comm.rank == 0:
         assert f"was run on {comm.size + 1} ranks; resume it with mpiexec -n {comm.size + 1}" in err
-    nock = _path(comm, "nock")
+    nock = log_path(comm, "nock")
     assert cli.main([*base, "--out", nock, "--overwrite"]) == 0
     capsys.readouterr()
     assert cli.main(["run", "--resume", nock]) == 2
@@ -173,7 +166,7 @@ def _inf_gradient_on_last_rank(monkeypatch, comm, call):
 def test_nonfinite_gradient_stops_naming_the_step_or_is_skipped(
     comm, monkeypatch, capsys, compressor
 ):
-    path = _path(comm, "nonfinite")
+    path = log_path(comm, "nonfinite")
     args = [
         "run",
         "ef-sgd",
@@ -211,7 +204,7 @@ def test_nonfinite_gradient_stops_naming_the_step_or_is_skipped(
 
 
 def test_divergence_is_reported_with_status_diverged(comm, capsys):
-    path = _path(comm, "diverge")
+    path = log_path(comm, "diverge")
     rc = cli.main(
         [
             "run",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,9 @@ from ecmpi.algorithms.katyusha import katyusha_parameters
 from ecmpi.algorithms.loop import run
 from ecmpi.algorithms.sgd import minibatch
 from ecmpi.problems import make
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import mean_rank_order
 
 LOGREG = "synthetic:n=120,d=8,seed=4"
 QUAD = "quadratic:d=6,kappa=5,n=48"
@@ -31,15 +36,6 @@ def _ctx(comm, prob, comp, *, batch=1, x0=None, **params):
     )
 
 
-def _mean_rank_order(comm, v):
-    """(1/P) sum_tau v_tau, added in rank order: what the allgather collective computes."""
-    acc = np.zeros_like(v)
-    for u in comm.allgather(v):
-        acc += u
-    acc /= comm.size
-    return acc
-
-
 def _reference_lkatyusha(comm, prob, ctx, steps, hp):
     """Loopless Katyusha on the distributed estimator, written out without ecmpi's exchange."""
     t1, t2, eta, L, p = hp["theta1"], hp["theta2"], hp["eta"], hp["L"], hp["p"]
@@ -52,7 +48,7 @@ def _reference_lkatyusha(comm, prob, ctx, steps, hp):
         x = t1 * z + t2 * w + (1.0 - t1 - t2) * y
         idx = minibatch(ctx, t)
         g = prob.batch_grad(x, idx) - prob.batch_grad(w, idx) + gw
-        delta = _mean_rank_order(comm, (eta / L) * g)
+        delta = mean_rank_order(comm, (eta / L) * g)
         z_new = (eta * sigma * x + z - delta) / (1.0 + eta * sigma)
         y_old = y
         y = x + t1 * (z_new - z)

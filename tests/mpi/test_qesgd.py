@@ -1,6 +1,8 @@
 """QESGD and Epoch-SGD under MPI: identity quantizer = Epoch-SGD, bits in both directions."""
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,9 @@ import pytest
 import ecmpi
 from ecmpi.algorithms import RunContext, get
 from ecmpi.problems import make
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import trajectory
 
 D = 20
 STEPS = 10
@@ -31,19 +36,10 @@ def _problem(comm):
     return make("logreg", f"synthetic:n=180,d={D},seed=2", comm=comm)
 
 
-def _run(alg, steps=STEPS):
-    xs, costs = [], []
-    for t in range(steps):
-        c = alg.step(t)
-        xs.append(alg.x.copy())
-        costs.append((c.bits_up, c.bits_down))
-    return xs, costs
-
-
 def test_identity_quantizer_is_epoch_sgd(comm):
     prob = _problem(comm)
-    xq, _ = _run(get("qesgd")(_ctx(comm, prob, "none")))
-    xe, _ = _run(get("epoch-sgd")(_ctx(comm, prob, "none")))
+    xq, _ = trajectory(get("qesgd")(_ctx(comm, prob, "none")), STEPS)
+    xe, _ = trajectory(get("epoch-sgd")(_ctx(comm, prob, "none")), STEPS)
     # same iterates; the arithmetic differs only in rounding: w~ + mean(w - eta g - w~)
     for a, b in zip(xq, xe):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * (1 + np.abs(b).max()))
@@ -77,7 +73,7 @@ def _qsgd_bytes(n, levels, bucket):
 def test_bits_both_directions(comm, downlink):
     prob = _problem(comm)
     alg = get("qesgd")(_ctx(comm, prob, "qsgd:levels=2,bucket=8,norm=linf", downlink=downlink))
-    _, costs = _run(alg)
+    _, costs = trajectory(alg, STEPS)
     P = comm.size
     up = _qsgd_bytes(D, 2, 8)
     full = 48 + 8 * D  # float64 snapshot, format 'none'
@@ -101,7 +97,7 @@ def test_quantized_run_is_identical_on_all_ranks_and_descends(comm):
     prob = _problem(comm)
     alg = get("qesgd")(_ctx(comm, prob, "qsgd:levels=7,bucket=20,norm=linf"))
     f0 = prob.loss(alg.x)
-    xs, _ = _run(alg, 30)
+    xs, _ = trajectory(alg, 30)
     assert np.array_equal(comm.bcast(xs[-1], root=0), xs[-1])
     assert prob.loss(xs[-1]) < 0.9 * f0
 
@@ -110,7 +106,7 @@ def test_stage_start_resets_to_server_snapshot(comm):
     """At a stage start every rank's copy equals the server's full-precision w."""
     prob = _problem(comm)
     alg = get("qesgd")(_ctx(comm, prob, "qsgd:levels=1,bucket=4,norm=l2"))
-    _run(alg, 3)
+    trajectory(alg, 3)
     server = comm.bcast(alg._server, root=0)
     alg.step(3)
     assert np.array_equal(alg._snap, server)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import os
 import signal
-import tempfile
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ from ecmpi.algorithms.base import Algorithm, RunContext, StepCost
 from ecmpi.algorithms.loop import NonFiniteError, run
 from ecmpi.log import BASE_COLUMNS, TrajectoryWriter, load_checkpoint, open_log
 from ecmpi.problems.base import Problem
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _helpers import log_path
 
 D = 6
 
@@ -117,22 +121,11 @@ def _ctx(comm, **params):
     )
 
 
-def _tmpdir(comm):
-    base = os.environ.get("ECMPI_TEST_TMP")
-    if base is None:
-        base = comm.bcast(tempfile.mkdtemp() if comm.rank == 0 else None, root=0)
-    return base
-
-
-def _path(comm, name):
-    return os.path.join(_tmpdir(comm), f"{name}-np{comm.size}.h5")
-
-
 def _writer(comm, name, **kw):
     if comm.rank != 0:
         return None
     return TrajectoryWriter(
-        _path(comm, name),
+        log_path(comm, name),
         {"algorithm": "plain-gd", "n_ranks": comm.size},
         {"test": name},
         overwrite=True,
@@ -144,7 +137,7 @@ def test_linear_rate_and_schema(comm):
     res = run(PlainGD, _ctx(comm), steps=30, log=_writer(comm, "rate"), log_every=1)
     assert res.status == "completed" and res.stop_reason == "steps" and res.steps == 30
     if comm.rank == 0:
-        log = open_log(_path(comm, "rate"))
+        log = open_log(log_path(comm, "rate"))
         tr = log.trajectory
         assert log.status == "completed"
         for name in (*BASE_COLUMNS, "probe", "extra_bits"):
@@ -197,7 +190,7 @@ def test_failure_leaves_failed_status_and_rows(comm):
     with pytest.raises(RuntimeError, match="planned failure"):
         run(PlainGD, _ctx(comm, fail_at=7), steps=20, log=_writer(comm, "fail"), log_every=2)
     if comm.rank == 0:
-        log = open_log(_path(comm, "fail"))
+        log = open_log(log_path(comm, "fail"))
         assert log.status == "failed"
         np.testing.assert_array_equal(log.trajectory["step"], [0, 2, 4, 6])
         assert "planned failure" in log.attrs["message"]
@@ -207,7 +200,7 @@ def test_nonfinite_error_and_skip(comm):
     with pytest.raises(NonFiniteError, match="step 4"):
         run(PlainGD, _ctx(comm, nan_at=4), steps=10, log=_writer(comm, "nan"))
     if comm.rank == 0:
-        log = open_log(_path(comm, "nan"))
+        log = open_log(log_path(comm, "nan"))
         assert log.status == "failed" and log.attrs["stop_reason"] == "nonfinite"
         assert list(log.trajectory["step"]) == [0, 1, 2, 3, 4]
     res = run(PlainGD, _ctx(comm, nan_at=4), steps=10, on_nonfinite="skip")
@@ -221,7 +214,7 @@ def test_divergence(comm):
     )  # lr > 2/L = 0.2: the a=10 coordinate blows up
     assert res.status == "diverged" and res.steps < 500
     if comm.rank == 0:
-        assert open_log(_path(comm, "div")).status == "diverged"
+        assert open_log(log_path(comm, "div")).status == "diverged"
 
 
 def test_progress_on_rank_0_only(comm):
@@ -253,7 +246,7 @@ def test_checkpoint_resume_equals_uninterrupted(comm):
         log=_writer(comm, "cut"),
     )
     assert res.status == "interrupted" and res.steps == 8
-    path = _path(comm, "cut")
+    path = log_path(comm, "cut")
     if comm.rank == 0:
         assert open_log(path).status == "interrupted"
     state = load_checkpoint(path, comm)
@@ -262,7 +255,7 @@ def test_checkpoint_resume_equals_uninterrupted(comm):
     rest = run(PlainGD, _ctx(comm), steps=20, log_every=2, log=writer, resume=state)
     assert rest.status == "completed" and rest.steps == 20
     if comm.rank == 0:
-        a = open_log(_path(comm, "full"))
+        a = open_log(log_path(comm, "full"))
         b = open_log(path)
         assert b.status == "completed" and b.attrs["resumed"] == 1
         for k in a.trajectory:
