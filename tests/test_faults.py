@@ -272,3 +272,139 @@ def test_malformed_dataset_files_give_one_error(tmp_path):
         assert proc.stderr.count("ecmpi: error") == 1, proc.stderr
         assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert not (tmp_path / "x.h5").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# the error channel: another rank's exception marks rank 0's log failed
+# ---------------------------------------------------------------------------------------
+def _row(t):
+    return {"step": t, "loss": float(t)}
+
+
+def test_mark_failed_from_another_thread_keeps_complete_rows(tmp_path):
+    """Rows written by one thread while another marks the log: every row is whole, the log
+    says ``failed`` with the message, and later rows and a later close are ignored."""
+    import threading
+
+    from ecmpi.log import TrajectoryWriter
+
+    w = TrajectoryWriter(tmp_path / "m.h5", {"algorithm": "gd"}, {})
+    w.start()
+    written = threading.Event()
+    stop = threading.Event()
+
+    def rows():
+        t = 0
+        while not stop.is_set():
+            w.append(_row(t))
+            t += 1
+            if t == 20:
+                written.set()
+
+    th = threading.Thread(target=rows)
+    th.start()
+    assert written.wait(30)
+    w.mark_failed("on rank 1: RuntimeError: boom")
+    stop.set()
+    th.join()
+    w.append(_row(10**6))
+    w.write_checkpoint(10**6, b"late")
+    w.close("completed", extra_attrs={"message": "late"})
+    log = open_log(tmp_path / "m.h5")
+    assert log.status == "failed" and log.attrs["stop_reason"] == "exception"
+    assert log.attrs["message"] == "on rank 1: RuntimeError: boom"
+    assert len(log) >= 20 and log.checkpoint_step is None
+    np.testing.assert_array_equal(log.trajectory["step"], np.arange(len(log)))
+    np.testing.assert_array_equal(log.trajectory["loss"], np.arange(len(log), dtype=float))
+
+
+def test_mark_failed_leaves_a_finished_log_alone(tmp_path):
+    from ecmpi.log import TrajectoryWriter
+
+    w = TrajectoryWriter(tmp_path / "c.h5", {"algorithm": "gd"}, {})
+    w.append(_row(0))  # before start: held in memory
+    w.close("completed")
+    w.mark_failed("too late")
+    log = open_log(tmp_path / "c.h5")
+    assert log.status == "completed" and "message" not in log.attrs and len(log) == 1
+    w2 = TrajectoryWriter(tmp_path / "p.h5", {"algorithm": "gd"}, {})
+    w2.append(_row(0))
+    w2.mark_failed("early")  # not started yet: the held row is written first
+    log = open_log(tmp_path / "p.h5")
+    assert log.status == "failed" and log.attrs["message"] == "early" and len(log) == 1
+
+
+CHANNEL_PROTOCOL = textwrap.dedent(
+    """
+    import sys, time
+    from mpi4py import MPI
+    from ecmpi import errors
+    from ecmpi.log import TrajectoryWriter, open_log
+
+    world = MPI.COMM_WORLD
+    aborted = []
+    ch = errors.open_channel(world, abort=aborted.append)
+    assert ch.enabled == (world.size > 1)
+    writer = None
+    if world.rank == 0:
+        writer = TrajectoryWriter(sys.argv[1], {"algorithm": "gd"}, {})
+        writer.start()
+        ch.attach(writer)
+        writer.append({"step": 0, "loss": 1.0})
+    world.Barrier()
+    acked = errors.report_failure("ValueError: bad shard") if world.rank == 1 else None
+    if world.rank == 1:
+        assert acked is True
+    if world.rank == 0:
+        assert errors.report_failure("rank 0 never reports") is False
+        deadline = time.monotonic() + 30
+        while not aborted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert aborted == [1] and ch.received == [(1, "ValueError: bad shard")]
+        log = open_log(sys.argv[1])
+        assert log.status == "failed" and log.attrs["message"] == "on rank 1: ValueError: bad shard"
+        assert len(log) == 1
+    world.Barrier()
+    t0 = time.perf_counter()
+    errors.close_channel()
+    print(f"rank {world.rank} ok, close {time.perf_counter() - t0:.4f} s", flush=True)
+    """
+)
+
+
+def test_error_channel_protocol_marks_acknowledges_and_closes(tmp_path):
+    """Rank 1 reports; rank 0's thread marks the log, acknowledges and calls the abort hook
+    (a recorder here); the channel then closes on every rank without a hang."""
+    out = tmp_path / "p.h5"
+    proc = _job(["-c", CHANNEL_PROTOCOL, str(out)], n=3)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(" ok, close ") == 3, proc.stdout
+
+
+def test_without_thread_multiple_the_log_stays_running(tmp_path):
+    """The documented limitation: below MPI_THREAD_MULTIPLE no watcher thread runs, the job
+    still ends with the cause printed once, and the log keeps status ``running``."""
+    out = tmp_path / "s.h5"
+    script = textwrap.dedent(
+        """
+        import sys
+        import mpi4py
+        mpi4py.rc.thread_level = "serialized"
+        from mpi4py import MPI
+        from ecmpi import cli
+        from ecmpi.algorithms import sgd
+        orig = sgd.GD.step
+        def step(self, t):
+            if t == 3 and MPI.COMM_WORLD.rank == 1:
+                raise ValueError("bad step on rank 1")
+            return orig(self, t)
+        sgd.GD.step = step
+        sys.exit(cli.main(sys.argv[1:]))
+        """
+    )
+    args = ["run", "gd", "--problem", "lsq", "--dataset", "synthetic:n=200,d=8"]
+    proc = _job(["-c", script, *args, "--steps", "100000", "--quiet", "--out", str(out)])
+    assert proc.returncode == 1
+    assert proc.stderr.count("ecmpi: error on rank 1: ValueError: bad step on rank 1") == 1
+    log = open_log(out)
+    assert log.status == "running" and len(log) >= 3
