@@ -498,6 +498,8 @@ _MAX_ENTRY = 1e150
 def _check_values(spec: str, A: np.ndarray, y: np.ndarray, r0: int) -> ValueError | None:
     """The first row holding NaN/Inf or an entry too large to square, as a ValueError."""
     for name, arr in (("feature", A), ("label", y)):
+        if arr.size == 0:  # more ranks than rows: this rank holds none
+            continue
         flat = arr.reshape(arr.shape[0], -1)
         bad = ~np.isfinite(flat) | (np.abs(np.nan_to_num(flat)) > _MAX_ENTRY)
         if bad.any():
