@@ -399,6 +399,37 @@ def _rank0_check(comm: Any, fn: Callable[[], Any]) -> Any:
     return val
 
 
+def _agreed_run_options(
+    comm: Any, argv: Sequence[str], resumed_config: dict[str, Any] | None
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """:func:`resolve_run_options` on every rank, then one allgather so that all ranks agree.
+
+    A rank whose options are invalid, or ranks given different settings (another
+    ``--steps`` on one rank, a different config file), make every rank raise the same
+    UsageError, so no rank goes on into a collective that the others never join.
+    """
+    try:
+        alg_cls, opts, hp = resolve_run_options(argv, resumed_config=resumed_config)
+        mine: tuple[str | None, Any] = (None, (opts, hp))
+    except UsageError as exc:
+        mine = (str(exc), None)
+    every = comm.allgather(mine)
+    for rank, (msg, _) in enumerate(every):
+        if msg is not None:
+            raise UsageError(msg if rank == comm.rank or comm.size == 1 else f"{msg} (rank {rank})")
+    ref_opts, ref_hp = every[0][1]
+    diffs = []
+    for rank, (_, (o, h)) in enumerate(every[1:], start=1):
+        for key in sorted(set(ref_opts) | set(o) | set(ref_hp) | set(h)):
+            a = ref_opts.get(key, ref_hp.get(key))
+            b = o.get(key, h.get(key))
+            if repr(a) != repr(b):
+                diffs.append(f"{key} (rank 0: {a!r}, rank {rank}: {b!r})")
+    if diffs:
+        raise UsageError("ranks were given different settings: " + "; ".join(diffs[:8]))
+    return alg_cls, opts, hp
+
+
 def _summary(opts: dict[str, Any], result: Any, path: str | None) -> str:
     last = result.last
     rows = [
@@ -475,7 +506,7 @@ def cmd_run(argv: Sequence[str]) -> int:
             return log.config
 
         resumed_config = _rank0_check(world, read)
-    alg_cls, opts, hp = resolve_run_options(argv, resumed_config=resumed_config)
+    alg_cls, opts, hp = _agreed_run_options(world, argv, resumed_config)
     out = resume_path or opts["out"]
     if resume_path is None and out is not None:
 

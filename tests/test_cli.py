@@ -181,6 +181,33 @@ def test_mpi_invalid_option_reported_once(tmp_path):
     assert proc.stderr.count("ecmpi: error:") == 1, proc.stderr
 
 
+PER_RANK_STEPS = textwrap.dedent(
+    """
+    import sys
+    from mpi4py import MPI
+    from ecmpi import cli
+
+    steps = sys.argv[1].split(",")[MPI.COMM_WORLD.rank]
+    sys.exit(cli.main(["run", "gd", *sys.argv[2:], "--steps", steps, "--quiet"]))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("steps", "needle"),
+    [
+        ("5,5,7", "ranks were given different settings: steps (rank 0: 5, rank 2: 7)"),
+        ("5,x,5", "--steps: "),  # invalid on one rank only
+    ],
+)
+def test_mpi_ranks_disagreeing_on_options_all_stop_with_one_error(steps, needle, tmp_path):
+    """Different or invalid settings on some ranks: every rank exits 2, one message, no hang."""
+    proc = _job(3, ["-c", PER_RANK_STEPS, steps, *DATA], timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("ecmpi: error:") == 1, proc.stderr
+    assert needle in proc.stderr
+
+
 FAIL_ON_RANK = textwrap.dedent(
     """
     import os, sys, time
