@@ -29,7 +29,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=find_packages(include=["ecmpi", "ecmpi.*"]) + ["ecmpi.kernels"],
+    packages=[*find_packages(include=["ecmpi", "ecmpi.*"]), "ecmpi.kernels"],
     package_dir={"ecmpi.kernels": "kernels"},
     package_data={"ecmpi.kernels": ["*.cu", "*.cuh"]},
     install_requires=[
@@ -45,7 +45,7 @@ setup(
         "gpu": ["cupy-cuda12x>=12"],
         "plot": ["matplotlib>=3.6", "pandas>=1.5"],
         "data": ["scikit-learn>=1.2"],
-        "test": TEST + ["mpich"],
+        "test": [*TEST, "mpich"],
     },
     entry_points={"console_scripts": ["ecmpi=ecmpi.cli:main"]},
     classifiers=[

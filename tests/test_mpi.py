@@ -33,16 +33,38 @@ def mpiexec() -> str:
 @pytest.mark.parametrize("nranks", RANKS, ids=[f"np{n}" for n in RANKS])
 @pytest.mark.parametrize("path", MPI_FILES, ids=[p.stem for p in MPI_FILES])
 def test_under_mpiexec(path: Path, nranks: int, tmp_path: Path):
-    env = dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT), PYTHONUNBUFFERED="1",
-               ECMPI_TEST_TMP=str(tmp_path), OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        MPIEXEC_TIMEOUT=str(TIMEOUT),
+        PYTHONUNBUFFERED="1",
+        ECMPI_TEST_TMP=str(tmp_path),
+        OMP_NUM_THREADS="1",
+    )
     cmd = [
-        mpiexec(), "-n", str(nranks), sys.executable, "-m", "mpi4py", "-m", "pytest",
-        str(path), "-x", "-q", "-p", "no:cacheprovider", "--timeout", str(TIMEOUT - 10),
-        "--timeout-method", "thread", "--rootdir", str(HERE.parent),
+        mpiexec(),
+        "-n",
+        str(nranks),
+        sys.executable,
+        "-m",
+        "mpi4py",
+        "-m",
+        "pytest",
+        str(path),
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--timeout",
+        str(TIMEOUT - 10),
+        "--timeout-method",
+        "thread",
+        "--rootdir",
+        str(HERE.parent),
     ]
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT + 30,
-                              cwd=HERE.parent)
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT + 30, cwd=HERE.parent
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"{path.name} under {nranks} ranks exceeded {TIMEOUT + 30}s:\n{exc.stdout}")
     if proc.returncode != 0:
