@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ecqsgd_syn import COLORS, COMM, run_cli, syn_args
+from _common import COLORS, COMM, pyplot, run_cli, save_figure
+from ecqsgd_syn import syn_args
 
 from ecmpi.log import open_log
 
@@ -64,11 +65,7 @@ def main() -> None:
                 f"{b64 / e:7.2f} {b32 / e:9.2f}"
             )
     if a.figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.4), squeeze=False)
         for j, d in enumerate(dims):
             ax = axes[0, j]
@@ -86,10 +83,7 @@ def main() -> None:
             ax.set_xlabel("bits per worker (uplink)")
         axes[0, 0].set_ylabel("f(w) - f*")
         axes[0, 0].legend(fontsize=7)
-        fig.tight_layout()
-        a.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(a.figure, dpi=110)
-        print(f"figure: {a.figure}")
+        save_figure(fig, a.figure, announce=True)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ecqsgd_syn import COLORS, COMM, final, run_cli
+from _common import BREAST_CANCER, COMM, final, plot_against_bits, run_cli
 
-from ecmpi.log import open_log
+from ecmpi.experiments.base import flags
 
 
 def main() -> None:
@@ -27,25 +27,8 @@ def main() -> None:
     ap.add_argument("--compressor", default="qsgd:levels=4,bucket=31,norm=l2")
     a = ap.parse_args()
     common = [
-        "--problem",
-        "logreg",
-        "--dataset",
-        "sklearn:breast_cancer",
-        "--scale",
-        "standard",
-        "--bias",
-        "--l2-rel",
-        "1e-3",
-        "--lr",
-        "0.5",
-        "--batch-size",
-        "8",
-        "--steps",
-        str(a.steps),
-        "--seed",
-        "0",
-        "--log-every",
-        "10",
+        *BREAST_CANCER,
+        *flags(lr="0.5", batch_size=8, steps=a.steps, seed=0, log_every=10),
     ]
     q = ["--compressor", a.compressor]
     runs = {"sgd": common, "qsgd": common + q, "ecq-sgd": common + q}
@@ -60,25 +43,8 @@ def main() -> None:
             f"{r.get('entropy_bits_up', r['bits_up']):12.4e}"
         )
     if a.figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
-        for m, p in logs.items():
-            tr = open_log(p).trajectory
-            axes[0].semilogy(tr["step"], tr["suboptimality"], color=COLORS[m], label=m)
-            axes[1].loglog(tr["bits_up"][1:], tr["suboptimality"][1:], color=COLORS[m])
-        axes[0].set_xlabel("iteration")
-        axes[1].set_xlabel("bits per worker (uplink)")
-        axes[0].set_ylabel("f(w) - f*")
-        axes[0].legend()
-        fig.suptitle(f"logistic regression, breast_cancer (P={COMM.size})")
-        fig.tight_layout()
-        a.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(a.figure, dpi=110)
-        print(f"figure: {a.figure}")
+        title = f"logistic regression, breast_cancer (P={COMM.size})"
+        plot_against_bits(logs, a.figure, title)
 
 
 if __name__ == "__main__":

@@ -7,47 +7,20 @@ plots loss and ||w - w*|| against iterations::
     mpiexec -n 4 python examples/ecqsgd_syn.py --out results/ecqsgd_syn \\
         --figure docs/figures/ecqsgd_syn.png
 
-One HDF5 log per run (``{algorithm}_d{d}.h5``), a table on stdout. The
-helpers here (:func:`run_cli`, :func:`final`) are reused by the other
-ECQ-SGD and QESGD examples.
+One HDF5 log per run (``{algorithm}_d{d}.h5``), a table on stdout.
+:func:`syn_args` is reused by ``ecqsgd_bits.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from mpi4py import MPI
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import COLORS, COMM, final, pyplot, run_cli, save_figure
 
-from ecmpi.cli import main as ecmpi_main
 from ecmpi.log import open_log
-
-COMM = MPI.COMM_WORLD
-COLORS = {
-    "sgd": "#000000",
-    "qsgd": "#E69F00",
-    "ecq-sgd": "#0072B2",
-    "epoch-sgd": "#000000",
-    "qesgd": "#009E73",
-    "ef-sgd": "#CC79A7",
-}  # Okabe-Ito
-
-
-def run_cli(out: Path, algorithm: str, args: list[str]) -> Path:
-    """``ecmpi run ALGORITHM ARGS --out out`` on every rank; returns the log path."""
-    if COMM.rank == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    COMM.Barrier()
-    rc = ecmpi_main(["run", algorithm, *args, "--out", str(out), "--overwrite", "--quiet"])
-    if rc != 0:
-        raise SystemExit(f"ecmpi run {algorithm} failed with status {rc}")
-    return out
-
-
-def final(path: Path) -> dict[str, float]:
-    """The last logged row of a run (rank 0)."""
-    tr = open_log(path).trajectory
-    return {k: float(v[-1]) for k, v in tr.items()}
 
 
 def syn_args(d: int, steps: int, batch: int, bucket: int) -> dict[str, list[str]]:
@@ -104,11 +77,7 @@ def main() -> None:
             f"{r['dist_to_opt']:9.3e} {r['bits_up']:12.4e} {ent:12.4e}"
         )
     if a.figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         fig, axes = plt.subplots(2, len(dims), figsize=(4 * len(dims), 6), squeeze=False)
         for j, d in enumerate(dims):
             for alg in ("sgd", "qsgd", "ecq-sgd"):
@@ -125,10 +94,7 @@ def main() -> None:
         axes[0, 0].set_ylabel("loss f(w)")
         axes[1, 0].set_ylabel("||w - w*||")
         axes[0, 0].legend()
-        fig.tight_layout()
-        a.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(a.figure, dpi=110)
-        print(f"figure: {a.figure}")
+        save_figure(fig, a.figure, announce=True)
 
 
 if __name__ == "__main__":
