@@ -26,13 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
-from eclkatyusha_template import logged_run
-from mpi4py import MPI
 
-from ecmpi.comm import library_comm
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import output_dir, pyplot, save_figure
+from eclkatyusha_template import logged_run
+
 from ecmpi.problems import make
 
 
@@ -63,11 +65,7 @@ def main() -> None:
     ap.add_argument("--merge", default=None, help="a .json of an earlier sweep to add to the fit")
     args = ap.parse_args()
 
-    comm = library_comm(MPI.COMM_WORLD)
-    out = Path(args.out)
-    if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+    comm, out = output_dir(args.out)
     rels = [float(r) for r in args.rel.split(",")]
     methods = args.methods.split(",")
     table: dict[str, dict[str, list[float]]] = {m: {"kappa": [], "rounds": []} for m in methods}
@@ -105,11 +103,7 @@ def main() -> None:
 
 
 def report(table, out: Path, args, nranks: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     result = {}
     for name, col in table.items():
@@ -128,10 +122,7 @@ def report(table, out: Path, args, nranks: int) -> None:
         f"logreg {args.dataset}, {args.compressor}, p={args.p}, {nranks} workers", fontsize=9
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "eclkatyusha_acceleration.png", dpi=110)
-    if args.figure:
-        fig.savefig(args.figure, dpi=110)
+    save_figure(fig, out / "eclkatyusha_acceleration.png", args.figure)
     (out / "eclkatyusha_acceleration.json").write_text(json.dumps(result, indent=1))
     kappas = table[next(iter(table))]["kappa"]
     head = " | ".join(f"kappa {k:.3g}" for k in kappas)

@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import output_dir, pyplot, save_figure
 from eclkatyusha_template import logged_run
-from mpi4py import MPI
 
 from ecmpi import compressor
 from ecmpi.algorithms.ec import compression_ratio
-from ecmpi.comm import library_comm
 from ecmpi.problems import make
 
 
@@ -44,11 +45,7 @@ def main() -> None:
     ap.add_argument("--figure", default=None, help="also copy the figure here")
     args = ap.parse_args()
 
-    comm = library_comm(MPI.COMM_WORLD)
-    out = Path(args.out)
-    if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+    comm, out = output_dir(args.out)
     prob = make("logreg", args.dataset, comm=comm, l2_rel=args.l2_rel)
     ratio = compression_ratio(compressor(args.compressor), prob.d, prob.dtype)
     rows = []
@@ -79,11 +76,7 @@ def main() -> None:
 
 
 def report(rows, ratio, prob, out: Path, args, nranks: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pts = sorted((r for r in rows if r["label"] != "ratio"), key=lambda r: r["p"])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     a1.loglog([r["p"] for r in pts], [r["rounds"] for r in pts], "o-")
@@ -103,10 +96,7 @@ def report(rows, ratio, prob, out: Path, args, nranks: int) -> None:
         f"{args.compressor}, {nranks} workers",
         fontsize=9,
     )
-    fig.tight_layout()
-    fig.savefig(out / "eclkatyusha_p_sweep.png", dpi=110)
-    if args.figure:
-        fig.savefig(args.figure, dpi=110)
+    save_figure(fig, out / "eclkatyusha_p_sweep.png", args.figure)
     (out / "eclkatyusha_p_sweep.json").write_text(
         json.dumps({"ratio": ratio, "kappa": kappa, "rows": rows}, indent=1)
     )

@@ -25,16 +25,18 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mpi4py import MPI
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import output_dir, pyplot, save_figure
 
 from ecmpi import compressor
 from ecmpi.algorithms import RunContext, get
 from ecmpi.algorithms.loop import RunResult, run
-from ecmpi.comm import library_comm
 from ecmpi.log import TrajectoryWriter
 from ecmpi.problems import make
 
@@ -109,11 +111,7 @@ def main() -> None:
     ap.add_argument("--figure", default=None, help="also copy the figure here")
     args = ap.parse_args()
 
-    comm = library_comm(MPI.COMM_WORLD)
-    out = Path(args.out)
-    if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+    comm, out = output_dir(args.out)
     prob = make("logreg", args.dataset, comm=comm, l2_rel=args.l2_rel)
     comps = args.compressors.split(";")
     methods = args.methods.split(",")
@@ -144,11 +142,7 @@ def main() -> None:
 
 
 def report(curves, comps, methods, prob, out: Path, args) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(comps), figsize=(4.2 * len(comps), 7), squeeze=False)
     for j, comp in enumerate(comps):
         for name in methods:
@@ -167,10 +161,7 @@ def report(curves, comps, methods, prob, out: Path, args) -> None:
         f"logreg {args.dataset}, lambda = L/{1 / args.l2_rel:.0e} "
         f"(kappa = {kappa:.3g}), {int(prob.comm.size)} workers, x0 = x* + 1"
     )
-    fig.tight_layout()
-    fig.savefig(out / "eclkatyusha_template.png", dpi=110)
-    if args.figure:
-        fig.savefig(args.figure, dpi=110)
+    save_figure(fig, out / "eclkatyusha_template.png", args.figure)
     lines = [
         f"| compressor | method | f - f* after {args.steps} rounds | bits per worker |",
         "|---|---|---|---|",
