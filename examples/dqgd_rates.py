@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import pyplot, save_figure
 from mpi4py import MPI
 
 from ecmpi.algorithms.base import RunContext
@@ -108,11 +112,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), sharey=True)
     for ax, (name, res) in zip(np.atleast_1d(axes), results.items(), strict=True):
         Rs = np.array([r["R"] for r in res["rows"]])
@@ -145,8 +145,7 @@ def plot(results: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel(r"measured rate $(\|x_T-x^*\|/\|x_0-x^*\|)^{1/T}$")
     np.atleast_1d(axes)[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import pyplot, save_figure
 from mpi4py import MPI
 
 from ecmpi.algorithms.base import RunContext
@@ -79,11 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if comm.rank != 0:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     lines = [
         f"least squares on sklearn:diabetes, d = {d}, kappa = {prob.L / prob.mu:.4g}, "
         f"sigma = {sigma:.4f}, T = {steps}, P = {comm.size}\n",
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(f"least squares, diabetes (kappa={prob.L / prob.mu:.3g})")
-    fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out / "dqgd_real.png", dpi=120)
+    save_figure(fig, args.out / "dqgd_real.png", dpi=120)
     (args.out / "dqgd_real.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
