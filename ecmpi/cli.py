@@ -792,6 +792,9 @@ def _abort_job(code: int) -> None:
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
         if mpi.COMM_WORLD.size > 1:
+            # MPI_Abort kills every process at once; the launcher may not yet have
+            # forwarded what this rank just wrote to stderr, so give it a moment
+            time.sleep(0.5)
             mpi.COMM_WORLD.Abort(code)
 
 
@@ -824,15 +827,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(
             exc, (ValueError, TypeError, OSError, FloatingPointError)
         ) and not os.environ.get("ECMPI_TRACEBACK"):
-            print(
-                f"ecmpi: error on rank {rank}: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-                flush=True,
-            )
+            text = f"ecmpi: error on rank {rank}: {type(exc).__name__}: {exc}\n"
         else:
-            print(f"ecmpi: error on rank {rank}:", file=sys.stderr)
-            traceback.print_exc()
-            sys.stderr.flush()
+            text = f"ecmpi: error on rank {rank}:\n{traceback.format_exc()}"
+        # one write, so that the launcher forwards the message whole before the abort
+        sys.stderr.write(text)
+        sys.stderr.flush()
         if rank != 0:  # rank 0 marks its log failed before the abort
             report_failure(f"{type(exc).__name__}: {exc}")
         _abort_job(1)
