@@ -252,7 +252,8 @@ _COMMON = (
     ),
     Hyper("ec_scale", float, None, "v = ec_scale*C(p); default 1/(omega+1) for unbiased C"),
 )
-_LSVRG = (
+#: the loopless snapshot's options, shared with (EC-)LKatyusha
+SNAPSHOT_HYPERS = (
     Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/(P*batch)) or ratio"),
     Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio when p=ratio"),
     Hyper(
@@ -444,7 +445,7 @@ class ECLSVRG(_ECBase):
     name: ClassVar[str] = "ec-lsvrg"
     stochastic: ClassVar[bool] = True
     estimator: ClassVar[str] = "lsvrg"
-    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + _LSVRG
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + SNAPSHOT_HYPERS
 
 
 class ECSGDDiana(_ECBase):
@@ -458,7 +459,8 @@ class ECSGDDiana(_ECBase):
 
 
 _LSVRG_LOCAL = tuple(
-    Hyper(h.name, h.type, "local", h.help, h.choices) if h.name == "snapshot" else h for h in _LSVRG
+    Hyper(h.name, h.type, "local", h.help, h.choices) if h.name == "snapshot" else h
+    for h in SNAPSHOT_HYPERS
 )
 
 

@@ -74,7 +74,7 @@ from .base import Algorithm, Hyper, RunContext, StepCost
 from .ec import (
     _PHASE_EC,
     L2_MODES,
-    SNAPSHOTS,
+    SNAPSHOT_HYPERS,
     CompensatedMean,
     Snapshot,
     batch_smoothness,
@@ -139,16 +139,7 @@ class ECLKatyusha(Algorithm):
             "smoothness in eta/L and sigma = mu/L; default: the expected "
             "smoothness of the minibatch estimator (L for full local gradients)",
         ),
-        Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/(P*batch)) or ratio"),
-        Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio when p=ratio"),
-        Hyper(
-            "snapshot",
-            str,
-            "auto",
-            "snapshot gradient: global grad f(w) (full-precision "
-            "mean), local grad f_tau(w), auto = global when compressed",
-            choices=SNAPSHOTS,
-        ),
+        *SNAPSHOT_HYPERS,
         Hyper(
             "l2_mode",
             str,
