@@ -414,6 +414,51 @@ class TrajectoryWriter:
                     pass
 
 
+def file_identity(path: str | os.PathLike) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of a log: a new run or a resume writes a new file (inode)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, int]) -> bool:
+    """End a log whose writer died (killed by a signal): status ``failed``, ``stop_reason``
+    ``killed``, ``message``; rows and checkpoints stay as they are (resumable).
+
+    Acts only on the file that still is ``identity`` (see :func:`file_identity`) and
+    still says ``running``: a log that a later run or a resume replaced, or that its
+    writer closed, is left alone. The writer's SWMR "open for write" flags are
+    cleared first (what ``h5clear -s`` does), in place: nothing is rewritten.
+
+    Returns:
+        True if the log was marked.
+    """
+    from ._superblock import clear_consistency_flags
+
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != tuple(identity):
+            return False
+        with h5py.File(path, "r", swmr=True) as f:
+            if _decode_attr(f.attrs.get("status")) != "running":
+                return False
+        clear_consistency_flags(fd)
+        with h5py.File(path, "r+", libver="latest") as f:
+            fst = os.fstat(f.id.get_vfd_handle())
+            if (fst.st_dev, fst.st_ino) != tuple(identity):  # replaced meanwhile
+                return False
+            f.attrs["finished_at"] = _now()
+            f.attrs["stop_reason"] = "killed"
+            f.attrs["message"] = str(message)
+            f.attrs["status"] = "failed"
+        return True
+    finally:
+        os.close(fd)
+
+
 def _json_default(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()

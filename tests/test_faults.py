@@ -70,10 +70,10 @@ def _job(args, n=2):
     )
 
 
-def _start(args, n=2):
+def _start(args, n=2, env=None):
     return subprocess.Popen(
         [_mpiexec(), "-n", str(n), sys.executable, *args],
-        env=_env(),
+        env=_env() if env is None else env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,9 +132,25 @@ def test_sigterm_to_mpiexec_checkpoints_exits_75_and_resumes(reference, tmp_path
     np.testing.assert_array_equal(reference.x_final, done.x_final)
 
 
+def _env_no_watcher():
+    return dict(_env(), ECMPI_LOG_WATCHER="0")
+
+
+def _wait_status(path, status, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = open_log(path)
+        if log.status == status:
+            return log
+        time.sleep(0.2)
+    pytest.fail(f"{path} says {open_log(path).status!r} after {timeout}s, not {status!r}")
+
+
 def test_kill_9_of_the_whole_job_keeps_every_flushed_row(reference, tmp_path):
     out = tmp_path / "killed.h5"
-    proc = _start([*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "3"])
+    proc = _start(
+        [*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "3"], env=_env_no_watcher()
+    )
     _wait_rows(out, 5, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
@@ -142,6 +158,48 @@ def test_kill_9_of_the_whole_job_keeps_every_flushed_row(reference, tmp_path):
     assert log.status == "running" and 5 <= len(log) <= 61
     np.testing.assert_array_equal(log.trajectory["step"], np.arange(len(log)))
     _same_rows(reference, log, n=len(log))  # every flushed row is intact and exact
+
+
+def _rank_pids(out):
+    """pid of each rank of the job writing ``out`` (from /proc: command line and PMI_RANK)."""
+    pids = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            env = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--out" in cmd and str(out).encode() in cmd:  # a rank, not the log's watcher
+            for kv in env:
+                if kv.startswith(b"PMI_RANK="):
+                    pids[int(kv.split(b"=", 1)[1])] = int(d.name)
+    return pids
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_kill_9_of_one_rank_ends_the_job_and_the_log_says_failed(reference, tmp_path, victim):
+    out = tmp_path / f"victim{victim}.h5"
+    proc = _start([*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "3"])
+    _wait_rows(out, 5, proc)
+    pids = _rank_pids(out)
+    assert sorted(pids) == [0, 1], pids
+    t0 = time.monotonic()
+    os.kill(pids[victim], signal.SIGKILL)
+    text = "".join(proc.communicate(timeout=60))
+    assert time.monotonic() - t0 < 30 and proc.returncode != 0
+    assert "signal 9" in text or "Killed" in text, text  # the launcher names the cause
+    log = _wait_status(out, "failed")
+    assert log.attrs["stop_reason"] == "killed" and "was killed" in log.attrs["message"]
+    _same_rows(reference, log, n=len(log))
+    assert log.checkpoint_step is not None and log.checkpoint_step <= len(log)
+    # the newest checkpoint carries the run to the same end as the uninterrupted one
+    proc = _job([*RUN, "--resume", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    done = open_log(out)
+    assert done.status == "completed" and done.attrs["resumed"] == 1
+    _same_rows(reference, done)
 
 
 CRASH_IN_SECOND_CHECKPOINT = textwrap.dedent(
