@@ -54,7 +54,7 @@ from ..log import TrajectoryWriter, save_checkpoint
 from ..progress import Progress
 from .base import Algorithm, RunContext, StepCost
 
-__all__ = ["ON_NONFINITE", "NonFiniteError", "RunError", "RunResult", "run"]
+__all__ = ["ON_NONFINITE", "NonFiniteError", "RunError", "RunResult", "SignalLatch", "run"]
 
 ON_NONFINITE = ("error", "skip")
 _SIGNALS = tuple(
@@ -109,10 +109,16 @@ def _stats_times(alg: Algorithm) -> tuple[float, float]:
     return comm, comp
 
 
-class _SignalFlag:
-    """Records SIGTERM/SIGUSR1 instead of dying; restored on exit."""
+class SignalLatch:
+    """Records SIGTERM/SIGUSR1 instead of dying (main thread only).
 
-    def __init__(self, enabled: bool):
+    :func:`run` makes one for its own duration. A program may install one for longer
+    (``ecmpi run`` does, from its start to its exit) and pass it as ``handle_signals``:
+    a signal during setup then stops the run at its first step with a checkpoint, and
+    one after the loop no longer kills a run that has already ended.
+    """
+
+    def __init__(self, enabled: bool = True):
         self.received: int = 0
         self._old: dict[int, Any] = {}
         if enabled and threading.current_thread() is threading.main_thread():
@@ -123,6 +129,7 @@ class _SignalFlag:
         self.received = signum
 
     def restore(self) -> None:
+        """Put back the handlers that were installed before."""
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old.clear()
@@ -153,7 +160,7 @@ def run(
     on_nonfinite: str = "error",
     diverge_factor: float = 1e6,
     resume: tuple[dict[str, Any], dict[str, Any]] | None = None,
-    handle_signals: bool = True,
+    handle_signals: bool | SignalLatch = True,
 ) -> RunResult:
     """Run ``algorithm`` for up to ``steps`` steps (collective; see the module docstring).
 
@@ -172,7 +179,8 @@ def run(
         on_nonfinite: ``error`` or ``skip`` (undo a step whose iterate is NaN/Inf).
         diverge_factor: divergence threshold factor (see the module docstring).
         resume: ``(loop_state, this rank's state)`` from :func:`ecmpi.log.load_checkpoint`.
-        handle_signals: turn SIGTERM/SIGUSR1 into checkpoint-and-stop.
+        handle_signals: turn SIGTERM/SIGUSR1 into checkpoint-and-stop (True), leave
+            them alone (False), or use a :class:`SignalLatch` installed by the caller.
 
     Returns:
         A :class:`RunResult` (identical on every rank except ``rows``).
@@ -244,7 +252,8 @@ def run(
         local_extra_last = {k: float(v) for k, v in local.get("extra_last", {}).items()}
 
     pbar = _make_progress(progress, steps, progress_every) if rank0 else None
-    sig = _SignalFlag(handle_signals)
+    own_latch = not isinstance(handle_signals, SignalLatch)
+    sig = SignalLatch(bool(handle_signals)) if own_latch else handle_signals
     rows: list[dict[str, float]] = []
     last: dict[str, float] = {}
     skipped = 0
@@ -392,7 +401,8 @@ def run(
         error = exc
         status, reason, message = "failed", "exception", f"{type(exc).__name__}: {exc}"
     finally:
-        sig.restore()
+        if own_latch:
+            sig.restore()
         if pbar:
             pbar.update(t, last, force=True)
             pbar.close(message)

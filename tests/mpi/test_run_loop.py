@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ecmpi.algorithms.base import Algorithm, RunContext, StepCost
-from ecmpi.algorithms.loop import NonFiniteError, run
+from ecmpi.algorithms.loop import NonFiniteError, SignalLatch, run
 from ecmpi.log import BASE_COLUMNS, TrajectoryWriter, load_checkpoint, open_log
 from ecmpi.problems.base import Problem
 
@@ -263,3 +263,30 @@ def test_checkpoint_resume_equals_uninterrupted(comm):
                 np.testing.assert_array_equal(a.trajectory[k], b.trajectory[k], err_msg=k)
         np.testing.assert_array_equal(a.x_final, b.x_final)
         assert _strip(full.rows)[-1] == _strip(rest.rows)[-1]
+
+
+def test_caller_latch_signal_before_run_stops_at_first_step_and_later_one_is_kept(comm):
+    latch = SignalLatch()
+    try:
+        if comm.rank == 0:
+            os.kill(os.getpid(), signal.SIGUSR1)  # during "setup", before the loop exists
+        res = run(
+            PlainGD,
+            _ctx(comm),
+            steps=20,
+            checkpoint_every=0,
+            log=_writer(comm, "early"),
+            handle_signals=latch,
+        )
+        assert res.status == "interrupted" and res.steps == 1
+        assert load_checkpoint(log_path(comm, "early"), comm)[0]["step"] == 1
+        # the caller's handler stays installed after the loop: a late signal is recorded,
+        # not fatal, and a completed run stays completed
+        latch.received = 0
+        res = run(PlainGD, _ctx(comm), steps=3, handle_signals=latch)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert res.status == "completed" and latch.received == signal.SIGUSR1
+        assert signal.getsignal(signal.SIGUSR1) == latch._handler
+    finally:
+        latch.restore()
+    assert signal.getsignal(signal.SIGUSR1) != latch._handler
