@@ -487,6 +487,12 @@ def cmd_run(argv: Sequence[str]) -> int:
             p.print_help()
         return 0
 
+    from .algorithms.loop import SignalLatch
+
+    # SIGTERM/SIGUSR1 from here to exit: recorded, acted on by the loop (checkpoint, exit
+    # 75); one that comes during setup stops the run at its first step, one after the loop
+    # is ignored (the log already says how the run ended)
+    latch = SignalLatch()
     resume_path = _peek_resume(argv)
     resumed_config = None
     if resume_path is not None:
@@ -533,6 +539,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     from .comm import library_comm
     from .errors import close_channel, open_channel
     from .log import TrajectoryWriter, load_checkpoint
+    from .watcher import watch
 
     channel = open_channel(world)  # closed below, or by main() after an exception
     comm = library_comm(world)
@@ -564,15 +571,22 @@ def cmd_run(argv: Sequence[str]) -> int:
     )
     info = problem.describe()
     resume = load_checkpoint(resume_path, comm) if resume_path else None
+    watchers: list[Any] = []
+
+    def attach(w: TrajectoryWriter) -> TrajectoryWriter:
+        # errors on other ranks mark the log failed; so does rank 0's own death
+        channel.attach(w)
+        watchers.append(watch(w.path))
+        return w
 
     def make_writer(alg: Any) -> TrajectoryWriter | None:
         if out is None:
             return None
         config = {**opts, "hyperparameters": hp, "resolved": alg.describe(), "problem_info": info}
         if resume_path:
-            w = TrajectoryWriter.resume(resume_path, log_every=opts["log_every"], config=config)
-            channel.attach(w)
-            return w
+            return attach(
+                TrajectoryWriter.resume(resume_path, log_every=opts["log_every"], config=config)
+            )
         attrs = {
             "algorithm": opts["algorithm"],
             "problem": opts["problem"],
@@ -587,9 +601,7 @@ def cmd_run(argv: Sequence[str]) -> int:
             "mpi_library": _mpi_library(),
             "gpu_mpi": _gpu_mpi_attr(),
         }
-        w = TrajectoryWriter(out, attrs, config, overwrite=opts["overwrite"])
-        channel.attach(w)
-        return w
+        return attach(TrajectoryWriter(out, attrs, config, overwrite=opts["overwrite"]))
 
     result = run(
         alg_cls,
@@ -605,7 +617,11 @@ def cmd_run(argv: Sequence[str]) -> int:
         on_nonfinite=opts["on_nonfinite"],
         diverge_factor=opts["diverge_factor"],
         resume=resume,
+        handle_signals=latch,
     )
+    for w in watchers:
+        if w is not None:
+            w.release()
     close_channel()
     if rank0 and not opts["quiet"]:
         print(_summary(opts, result, out), flush=True)
