@@ -44,6 +44,13 @@ def test_resolve_p():
     assert resolve_p("ratio", 2.0, prob, c) == pytest.approx(2 * r)
     assert resolve_p("ratio", 1e6, prob, c) == 1.0
     assert resolve_p("0.25", 1.0, prob, c) == 0.25
+    # delta: C's contraction factor, K/d for topk (d = 50 here)
+    assert resolve_p("delta", 1.0, prob, c) == pytest.approx(2 / 50)
+    assert resolve_p("delta", 3.0, prob, c) == pytest.approx(6 / 50)
+    assert resolve_p("delta", 1e6, prob, c) == 1.0
+    q = compressor("qsgd:levels=4,bucket=16")
+    assert resolve_p("delta", 1.0, prob, q) == pytest.approx(q.delta(50))
+    assert 0 < q.delta(50) < 1
     for bad in ("0", "1.5", "often"):
         with pytest.raises(ValueError, match="p must"):
             resolve_p(bad, 1.0, prob, c)

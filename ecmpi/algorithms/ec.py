@@ -141,11 +141,14 @@ def contraction_scale(compressor: Any, d: int) -> float:
 def resolve_p(
     value: Any, scale: float, problem: Any, compressor: Any, batch_size: int = 1
 ) -> float:
-    """The snapshot probability: a number in (0, 1], ``"1/m"`` or ``"ratio"`` (times ``scale``).
+    """The snapshot probability: a number in (0, 1], ``"1/m"``, ``"ratio"`` or ``"delta"``.
 
     ``1/m``: m = (N/P)/b, the minibatches of b rows in a local pass (m = 1, p = 1,
     for full local gradients, ``b <= 0``). ``ratio``: ``scale`` times the
-    compression ratio (:func:`compression_ratio`), capped at 1.
+    compression ratio (:func:`compression_ratio`: wire bits over raw bits, headers
+    included), capped at 1. ``delta``: ``scale`` times C's contraction factor
+    ``delta(d)`` (K/d for TopK: the paper's "p in proportion to K/d"), capped at 1;
+    1/m for a compressor that is not a contraction (delta 0).
 
     Raises:
         ValueError: anything else, or a probability outside (0, 1].
@@ -155,11 +158,19 @@ def resolve_p(
         p = 1.0 if b <= 0 else min(1.0, b / local_sample_count(problem))
     elif value in ("ratio", "auto-ratio"):
         p = min(1.0, float(scale) * compression_ratio(compressor, problem.d, problem.dtype))
+    elif value == "delta":
+        delta = float(compressor.delta(problem.d)) if compressor is not None else 1.0
+        if delta > 0:
+            p = min(1.0, float(scale) * delta)
+        else:
+            p = resolve_p("1/m", scale, problem, compressor, batch_size)
     else:
         try:
             p = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"p must be a probability, '1/m' or 'ratio', got {value!r}") from None
+            raise ValueError(
+                f"p must be a probability, '1/m', 'ratio' or 'delta', got {value!r}"
+            ) from None
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p must lie in (0, 1], got {p!r} (from {value!r})")
     return p
@@ -254,8 +265,14 @@ _COMMON = (
 )
 #: the loopless snapshot's options, shared with (EC-)LKatyusha
 SNAPSHOT_HYPERS = (
-    Hyper("p", str, "1/m", "snapshot probability: a number, 1/m (m = N/(P*batch)) or ratio"),
-    Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio when p=ratio"),
+    Hyper(
+        "p",
+        str,
+        "1/m",
+        "snapshot probability: a number, 1/m (m = N/(P*batch)), ratio (wire/raw bits) or "
+        "delta (C's contraction factor, K/d for topk)",
+    ),
+    Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio (or delta) for p=ratio/delta"),
     Hyper(
         "snapshot",
         str,
