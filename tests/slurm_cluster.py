@@ -69,6 +69,10 @@ class SlurmCluster:
         self.gpus = gpus
         self.host = socket.gethostname()
         self.conf = self.root / "slurm.conf"
+        # job ids name MPICH's shared-memory segments (through the PMI job id); a fresh
+        # cluster starting again at job 1 could meet a segment left in /dev/shm by a killed
+        # job of an earlier cluster and fail in MPI_Init: start at an unused range instead
+        self.first_job_id = 1000 + (time.time_ns() // 1000) % 60_000_000
 
     @property
     def env(self) -> dict[str, str]:
@@ -159,6 +163,7 @@ SlurmdLogFile={r / "log" / "slurmd.log"}
 SlurmctldPort={self.port}
 SlurmdPort={self.port + 1}
 JobCompType=jobcomp/none
+FirstJobId={self.first_job_id}
 NodeName={self.host} CPUs={self.cpus}{gres_node} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """

@@ -37,6 +37,13 @@ ARGS = (
     "--problem logreg --dataset synthetic:n=200,d=8 --l2-rel 1e-2 --compressor qsgd:levels=2 "
     "--collective sra --batch-size 4 --steps 40 --seed 3"
 )
+#: the requeue test needs a run that lasts seconds (a few ms a step on two ranks: every
+#: step logs a row), so that the signal, sent once rows appear, lands mid-run
+REQUEUE_STEPS = 2000
+REQUEUE_ARGS = (
+    "--problem logreg --dataset synthetic:n=2000,d=50 --l2-rel 1e-2 --compressor qsgd:levels=8 "
+    f"--collective sra --batch-size 4 --lr 0.3 --steps {REQUEUE_STEPS} --seed 3"
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +150,17 @@ def _squeue_state(cluster, job):
     return p.stdout.strip()
 
 
-def _wait_for(pred, timeout, what):
+def _wait_for(pred, timeout, what, details=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
         time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{details()}")
+
+
+def _job_output(tmp_path):
+    return "".join(p.read_text() for p in sorted(tmp_path.glob("requeue-*.out")))
 
 
 def _nrows(path):
@@ -159,9 +170,10 @@ def _nrows(path):
         return 0
 
 
+@pytest.mark.timeout(600)  # two runs of seconds each, plus Slurm's requeue cycle
 def test_requeue_sbatch_checkpoints_requeues_and_resumes_exactly(cluster, tmp_path):
     ref = tmp_path / "ref.h5"
-    env = _env(tmp_path, ECMPI_ALGORITHM=ALGORITHM, ECMPI_ARGS=ARGS, ECMPI_OUT=str(ref))
+    env = _env(tmp_path, ECMPI_ALGORITHM=ALGORITHM, ECMPI_ARGS=REQUEUE_ARGS, ECMPI_OUT=str(ref))
     proc, outs = _sbatch(cluster, "run.sbatch", tmp_path, "--ntasks=2", env=env)
     assert proc.returncode == 0, f"{proc.stderr}\n{outs}"
 
@@ -169,9 +181,9 @@ def test_requeue_sbatch_checkpoints_requeues_and_resumes_exactly(cluster, tmp_pa
     env = _env(
         tmp_path,
         ECMPI_ALGORITHM=ALGORITHM,
-        ECMPI_ARGS=ARGS,
+        ECMPI_ARGS=REQUEUE_ARGS,
         ECMPI_OUT=str(out),
-        ECMPI_CHECKPOINT_EVERY="7",
+        ECMPI_CHECKPOINT_EVERY="50",
     )
     full_env = {**cluster.env, **env}
     sub = subprocess.Popen(
@@ -197,33 +209,36 @@ def test_requeue_sbatch_checkpoints_requeues_and_resumes_exactly(cluster, tmp_pa
         assert job.isdigit(), sub.stderr.read() if sub.poll() is not None else job
         # interrupt only once the run logs rows (the handler is in place) and before it ends
         _wait_for(lambda: _nrows(out) >= 3, 150, "the first rows of the requeue job")
-        assert _nrows(out) < 41, "the run ended before it could be interrupted"
+        assert _nrows(out) < REQUEUE_STEPS // 4, "the run is too far along to be interrupted"
         subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
         _wait_for(
-            lambda: "requeueing job" in "".join(p.read_text() for p in tmp_path.glob("requeue-*")),
+            lambda: "requeueing job" in _job_output(tmp_path),
             120,
             "the checkpoint and the requeue",
+            lambda: _job_output(tmp_path),
         )
         first = open_log(out)
         assert first.status == "interrupted" and first.attrs["stop_reason"] == "signal"
-        assert first.checkpoint_step is not None and 0 < first.checkpoint_step < 40
+        assert first.checkpoint_step is not None and 0 < first.checkpoint_step < REQUEUE_STEPS
         cut = first.checkpoint_step
         _wait_for(lambda: _squeue_state(cluster, job) == "PENDING", 60, "the requeued job")
+        # release it soon, not at once: slurmd refuses a credential issued in the same
+        # second as the revocation of the job's previous run ("Job credential revoked")
         subprocess.run(
-            ["scontrol", "update", f"jobid={job}", "StartTime=now"], env=cluster.env, check=True
+            ["scontrol", "update", f"jobid={job}", "StartTime=now+3"], env=cluster.env, check=True
         )
         sub.wait(timeout=240)
     finally:
         if sub.poll() is None:
             subprocess.run(["scancel", job], env=cluster.env)
             sub.kill()
-    text = "".join(p.read_text() for p in tmp_path.glob("requeue-*.out"))
+    text = _job_output(tmp_path)
     assert sub.returncode == 0, f"{sub.stderr.read()}\n{text}\n{cluster.logs()}"
     assert "checkpointed (exit 75); requeueing job" in text
     assert "start 2: resuming from" in text and "run ended with exit code 0" in text
     done = open_log(out)
     assert done.status == "completed" and done.attrs["resumed"] == 1
-    assert cut < 40
+    assert cut < REQUEUE_STEPS
     _assert_same_rows(open_log(ref), done)
 
 
