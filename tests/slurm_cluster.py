@@ -51,21 +51,40 @@ def ensure_installed() -> None:
         )
 
 
+def _free_port_pair(lo: int = 20000, hi: int = 60000) -> int:
+    """A port p such that p and p + 1 can both be bound on this host now."""
+    for start in range(lo + (os.getpid() * 7) % (hi - lo), hi, 2):
+        socks = []
+        try:
+            for q in (start, start + 1):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("", q))
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise SlurmUnavailable(f"no two consecutive free ports in {lo}..{hi}")
+
+
 class SlurmCluster:
     """Start/stop a one-node Slurm cluster rooted at ``root``.
 
     Args:
         root: a directory for config, state, spool, logs and the munge socket.
         cpus: CPUs the node advertises (Slurm oversubscribes nothing beyond this).
-        port: slurmctld port; slurmd uses ``port + 1``.
+        port: slurmctld port; slurmd uses ``port + 1`` (default: a free pair, so daemons
+            left by an earlier, killed test session cannot block this one).
         gpus: number of fake GPU devices to advertise as gres (character devices
             made with mknod), so ``--gpus-per-task`` binding can be exercised.
     """
 
-    def __init__(self, root: Path, cpus: int = 4, port: int = 16817, gpus: int = 0):
+    def __init__(self, root: Path, cpus: int = 4, port: int | None = None, gpus: int = 0):
         self.root = Path(root).resolve()
         self.cpus = cpus
-        self.port = port
+        self.port = _free_port_pair() if port is None else port
         self.gpus = gpus
         self.host = socket.gethostname()
         self.conf = self.root / "slurm.conf"
