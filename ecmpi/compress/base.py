@@ -38,6 +38,13 @@ __all__ = [
 _REGISTRY: dict[str, type[Compressor]] = {}
 
 
+def gpu_driver(name: str) -> Any:
+    """The CuPy driver ``name`` of :mod:`ecmpi.compress.gpu` (imported, with CuPy, on first use)."""
+    from . import gpu
+
+    return getattr(gpu, name)
+
+
 class Compressor(ABC):
     """Base class: validated ``encode``/``decode`` around codec-specific ``_encode``/``_decode``.
 
@@ -149,6 +156,12 @@ class Compressor(ABC):
         """``acc += decode(payload)``; codecs override with a fused version."""
         acc += self.decode(payload).astype(acc.dtype, copy=False)
         return acc
+
+    def _check_acc(self, payload: Payload, acc: Any) -> None:
+        """Checks of a fused ``decode_add``: the payload is this codec's, ``acc`` fits it."""
+        self.check_payload(payload)
+        if acc.shape != (payload.n,):
+            raise ValueError(f"acc must have shape ({payload.n},), got {acc.shape}")
 
     def roundtrip(self, x: Any, *, seed: SeedLike = 0, rank: int = 0) -> Any:
         """``decode(encode(x))``."""

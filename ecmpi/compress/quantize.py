@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from .._backend import is_device_array
 from ..rng import SeedLike, derive, random_u16
 from . import _fused
-from .base import Compressor, check_bool, check_int, register
+from .base import Compressor, check_bool, check_int, gpu_driver, register
 from .buckets import NORMS, bucket_scales, num_buckets
 from .packing import pack_bits, unpack_bits
 from .payload import Header, Payload
@@ -112,12 +113,6 @@ def sign_values_reference(codes: np.ndarray, scales: np.ndarray, b: int) -> np.n
     return np.where(codes.astype(bool), r, -r)
 
 
-def _gpu(name: str):
-    from . import gpu  # CuPy only when a device array is seen
-
-    return getattr(gpu, name)
-
-
 def _store(out: Any, values: np.ndarray, add: bool) -> None:
     """``out[:] = values`` or ``out += values`` (values already in the decoded dtype)."""
     if add:
@@ -126,8 +121,37 @@ def _store(out: Any, values: np.ndarray, add: bool) -> None:
         out[:] = values
 
 
+class _DecodesInPlace(Compressor):
+    """Codecs whose CPU decoder writes into, or adds onto, the output (``_decode_host``).
+
+    ``decode_add`` then needs no temporary vector. On a device the CuPy driver
+    ``<name>_decode`` decodes, and ``decode_add`` adds a decoded copy.
+    """
+
+    def _decode(self, payload: Payload, out: Any) -> None:
+        self._decode_into(payload, out, add=False)
+
+    def decode_add(self, payload: Payload, acc: Any) -> Any:
+        """``acc += decode(payload)`` without a temporary vector (CPU)."""
+        self._check_acc(payload, acc)
+        self._decode_into(payload, acc, add=True)
+        return acc
+
+    def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
+        if is_device_array(payload.buf) or is_device_array(out):
+            if add:
+                out += self.decode(payload).astype(out.dtype, copy=False)
+            else:
+                gpu_driver(f"{self.name}_decode")(self, payload, out)
+            return
+        self._decode_host(payload, out, add)
+
+    @abstractmethod
+    def _decode_host(self, payload: Payload, out: Any, add: bool) -> None: ...
+
+
 @register
-class QSGD(Compressor):
+class QSGD(_DecodesInPlace):
     """Stochastic s-level quantizer with one float32 scale per bucket (QSGD).
 
     Entry ``i`` of bucket ``k`` (scale ``r_k = ||v_k||``, l2 or linf) becomes
@@ -218,7 +242,7 @@ class QSGD(Compressor):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return _gpu(f"{self.name}_encode")(self, x, seed, rank)
+            return gpu_driver(f"{self.name}_encode")(self, x, seed, rank)
         key, stream = derive(seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         if _fused.enabled():
@@ -243,16 +267,7 @@ class QSGD(Compressor):
         pack_bits(codes, self.width, out=p.codes)
         return p
 
-    def _decode(self, payload: Payload, out: Any) -> None:
-        self._decode_into(payload, out, add=False)
-
-    def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
-        if is_device_array(payload.buf) or is_device_array(out):
-            if add:
-                out += self.decode(payload).astype(out.dtype, copy=False)
-                return
-            _gpu(f"{self.name}_decode")(self, payload, out)
-            return
+    def _decode_host(self, payload: Payload, out: Any, add: bool) -> None:
         h = payload.header
         if _fused.enabled():
             _fused.qsgd_decode(
@@ -270,14 +285,6 @@ class QSGD(Compressor):
         codes = unpack_bits(payload.codes, self.width, h.n)
         vals = qsgd_values_reference(codes, payload.scales, self.levels, self.bucket)
         _store(out, vals.astype(h.out_dtype), add)
-
-    def decode_add(self, payload: Payload, acc: Any) -> Any:
-        """``acc += decode(payload)`` without a temporary vector (CPU)."""
-        self.check_payload(payload)
-        if acc.shape != (payload.n,):
-            raise ValueError(f"acc must have shape ({payload.n},), got {acc.shape}")
-        self._decode_into(payload, acc, add=True)
-        return acc
 
 
 @register
@@ -301,7 +308,7 @@ class TernGrad(QSGD):
 
 
 @register
-class Sign(Compressor):
+class Sign(_DecodesInPlace):
     """Scaled sign: ``sign(x_i) * ||v_k||_1 / len_k`` per bucket (1 bit per entry).
 
     Contraction, per bucket ``v`` of length ``d``: with ``r = ||v||_1/d``,
@@ -335,7 +342,7 @@ class Sign(Compressor):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return _gpu("sign_encode")(self, x, seed, rank)
+            return gpu_driver("sign_encode")(self, x, seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         if _fused.enabled():
             _fused.sign_encode(x, self.bucket, p.scales, p.codes)
@@ -344,16 +351,7 @@ class Sign(Compressor):
         pack_bits(sign_codes_reference(x), 1, out=p.codes)
         return p
 
-    def _decode(self, payload: Payload, out: Any) -> None:
-        self._decode_into(payload, out, add=False)
-
-    def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
-        if is_device_array(payload.buf) or is_device_array(out):
-            if add:
-                out += self.decode(payload).astype(out.dtype, copy=False)
-                return
-            _gpu("sign_decode")(self, payload, out)
-            return
+    def _decode_host(self, payload: Payload, out: Any, add: bool) -> None:
         h = payload.header
         if _fused.enabled():
             _fused.sign_decode(
@@ -363,11 +361,3 @@ class Sign(Compressor):
         codes = unpack_bits(payload.codes, 1, h.n)
         vals = sign_values_reference(codes, payload.scales, self.bucket)
         _store(out, vals.astype(h.out_dtype), add)
-
-    def decode_add(self, payload: Payload, acc: Any) -> Any:
-        """``acc += decode(payload)`` without a temporary vector (CPU)."""
-        self.check_payload(payload)
-        if acc.shape != (payload.n,):
-            raise ValueError(f"acc must have shape ({payload.n},), got {acc.shape}")
-        self._decode_into(payload, acc, add=True)
-        return acc

@@ -24,7 +24,7 @@ import numpy as np
 from .._backend import is_device_array
 from ..rng import SeedLike, derive, random_u32
 from . import _fused
-from .base import Compressor, check_bool, check_int, register
+from .base import Compressor, check_bool, check_int, gpu_driver, register
 from .payload import Header, Payload
 
 __all__ = ["RandK", "TopK", "randk_indices", "smallest_k", "topk_indices"]
@@ -68,12 +68,6 @@ def randk_indices(key: int, stream: int, n: int, k: int) -> np.ndarray:
     return _randk_cached(int(key), int(stream), int(n), int(k))
 
 
-def _gpu(name: str):
-    from . import gpu  # CuPy only when a device array is seen
-
-    return getattr(gpu, name)
-
-
 class _Sparse(Compressor):
     """Shared parameter handling: ``k`` or ``ratio`` (default ratio 0.01)."""
 
@@ -104,11 +98,6 @@ class _Sparse(Compressor):
 
     def _value_fmt(self, dtype: Any) -> int:
         return _VALUE_FMT[np.dtype(dtype)]
-
-    def _check_acc(self, payload: Payload, acc: Any) -> None:
-        self.check_payload(payload)
-        if acc.shape != (payload.n,):
-            raise ValueError(f"acc must have shape ({payload.n},), got {acc.shape}")
 
 
 @register
@@ -142,7 +131,7 @@ class TopK(_Sparse):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return _gpu("topk_encode")(self, x, seed, rank)
+            return gpu_driver("topk_encode")(self, x, seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         idx = topk_indices(x, p.header.param)
         p.indices[:] = idx
@@ -158,7 +147,7 @@ class TopK(_Sparse):
 
     def _decode(self, payload: Payload, out: Any) -> None:
         if is_device_array(payload.buf) or is_device_array(out):
-            _gpu("topk_decode")(self, payload, out)
+            gpu_driver("topk_decode")(self, payload, out)
             return
         idx = self._indices(payload)
         out[:] = 0
@@ -226,7 +215,7 @@ class RandK(_Sparse):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return _gpu("randk_encode")(self, x, seed, rank)
+            return gpu_driver("randk_encode")(self, x, seed, rank)
         key, stream = derive(seed)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         p.indices[:] = _key_words(key, stream)
@@ -247,7 +236,7 @@ class RandK(_Sparse):
 
     def _decode(self, payload: Payload, out: Any) -> None:
         if is_device_array(payload.buf) or is_device_array(out):
-            _gpu("randk_decode")(self, payload, out)
+            gpu_driver("randk_decode")(self, payload, out)
             return
         out[:] = 0
         out[self._chosen(payload)] = self._scaled(payload)
