@@ -414,8 +414,9 @@ class TrajectoryWriter:
                     pass
 
 
-def file_identity(path: str | os.PathLike) -> tuple[int, int]:
-    """``(st_dev, st_ino)`` of a log: a new run or a resume writes a new file (inode)."""
+def file_identity(path: str | os.PathLike | int) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of a log (a path or an open descriptor): a new run or a
+    resume writes a new file (inode)."""
     st = os.stat(path)
     return st.st_dev, st.st_ino
 
@@ -439,16 +440,14 @@ def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, i
     except OSError:
         return False
     try:
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != tuple(identity):
+        if file_identity(fd) != tuple(identity):
             return False
-        with h5py.File(path, "r", swmr=True) as f:
+        with _open_read(path) as f:
             if _decode_attr(f.attrs.get("status")) != "running":
                 return False
         clear_consistency_flags(fd)
         with h5py.File(path, "r+", libver="latest") as f:
-            fst = os.fstat(f.id.get_vfd_handle())
-            if (fst.st_dev, fst.st_ino) != tuple(identity):  # replaced meanwhile
+            if file_identity(f.id.get_vfd_handle()) != tuple(identity):  # replaced meanwhile
                 return False
             f.attrs["finished_at"] = _now()
             f.attrs["stop_reason"] = "killed"
