@@ -23,6 +23,9 @@ import pytest
 from ecmpi import cli
 from ecmpi.log import open_log, read_checkpoint
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _waiting import wait_for_status
+
 pytestmark = pytest.mark.slow
 
 RUN = ["-m", "ecmpi", "run"]
@@ -136,16 +139,6 @@ def _env_no_watcher():
     return dict(_env(), ECMPI_LOG_WATCHER="0")
 
 
-def _wait_status(path, status, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = open_log(path)
-        if log.status == status:
-            return log
-        time.sleep(0.2)
-    pytest.fail(f"{path} says {open_log(path).status!r} after {timeout}s, not {status!r}")
-
-
 def test_kill_9_of_the_whole_job_keeps_every_flushed_row(reference, tmp_path):
     out = tmp_path / "killed.h5"
     proc = _start(
@@ -190,7 +183,7 @@ def test_kill_9_of_one_rank_ends_the_job_and_the_log_says_failed(reference, tmp_
     text = "".join(proc.communicate(timeout=60))
     assert time.monotonic() - t0 < 30 and proc.returncode != 0
     assert "signal 9" in text or "Killed" in text, text  # the launcher names the cause
-    log = _wait_status(out, "failed")
+    log = wait_for_status(out, "failed")
     assert log.attrs["stop_reason"] == "killed" and "was killed" in log.attrs["message"]
     _same_rows(reference, log, n=len(log))
     assert log.checkpoint_step is not None and log.checkpoint_step <= len(log)

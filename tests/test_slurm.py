@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import pytest
 from ecmpi.log import open_log
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _waiting import wait_for
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -150,15 +150,6 @@ def _squeue_state(cluster, job):
     return p.stdout.strip()
 
 
-def _wait_for(pred, timeout, what, details=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{details()}")
-
-
 def _job_output(tmp_path):
     return "".join(p.read_text() for p in sorted(tmp_path.glob("requeue-*.out")))
 
@@ -208,10 +199,10 @@ def test_requeue_sbatch_checkpoints_requeues_and_resumes_exactly(cluster, tmp_pa
         job = sub.stdout.readline().strip().split(";")[0]
         assert job.isdigit(), sub.stderr.read() if sub.poll() is not None else job
         # interrupt only once the run logs rows (the handler is in place) and before it ends
-        _wait_for(lambda: _nrows(out) >= 3, 150, "the first rows of the requeue job")
+        wait_for(lambda: _nrows(out) >= 3, 150, "the first rows of the requeue job")
         assert _nrows(out) < REQUEUE_STEPS // 4, "the run is too far along to be interrupted"
         subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=cluster.env, check=True)
-        _wait_for(
+        wait_for(
             lambda: "requeueing job" in _job_output(tmp_path),
             120,
             "the checkpoint and the requeue",
@@ -221,7 +212,7 @@ def test_requeue_sbatch_checkpoints_requeues_and_resumes_exactly(cluster, tmp_pa
         assert first.status == "interrupted" and first.attrs["stop_reason"] == "signal"
         assert first.checkpoint_step is not None and 0 < first.checkpoint_step < REQUEUE_STEPS
         cut = first.checkpoint_step
-        _wait_for(lambda: _squeue_state(cluster, job) == "PENDING", 60, "the requeued job")
+        wait_for(lambda: _squeue_state(cluster, job) == "PENDING", 60, "the requeued job")
         # release it soon, not at once: slurmd refuses a credential issued in the same
         # second as the revocation of the job's previous run ("Job credential revoked")
         subprocess.run(

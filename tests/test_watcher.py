@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -21,6 +22,9 @@ import pytest
 
 from ecmpi._superblock import clear_consistency_flags, lookup3
 from ecmpi.log import BASE_COLUMNS, file_identity, mark_killed, open_log, read_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _waiting import wait_for_status
 
 # a writer that logs rows, checkpoints once, optionally starts the watcher, then either
 # closes normally ("close") or waits to be killed ("hang")
@@ -65,16 +69,6 @@ def _kill(proc):
     proc.wait(timeout=30)
 
 
-def _wait_status(path, status, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = open_log(path)
-        if log.status == status:
-            return log
-        time.sleep(0.1)
-    pytest.fail(f"{path} still says {open_log(path).status!r} after {timeout}s, not {status!r}")
-
-
 def _gone(pid, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,7 +103,7 @@ def test_killed_writer_is_marked_failed_by_the_watcher(tmp_path):
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r+").close()  # what the writer's death leaves without the watcher
     _kill(proc)
-    log = _wait_status(path, "failed")
+    log = wait_for_status(path, "failed")
     assert log.attrs["stop_reason"] == "killed" and "was killed" in log.attrs["message"]
     _check_rows_and_checkpoint(log)
     with h5py.File(path, "r+") as f:  # flags cleared: an ordinary writable file again
