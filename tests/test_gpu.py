@@ -140,9 +140,9 @@ def test_gpu_entry_points_reject_host_arrays():
 
 
 def test_bench_sizes_and_no_device_message(capsys):
-    assert bench._parse_size("64M") == 64 << 20 and bench._parse_size("1000") == 1000
+    assert bench.parse_entries("64M") == 64 << 20 and bench.parse_entries("1000") == 1000
     with pytest.raises(ValueError, match="bad size"):
-        bench._parse_size("12Q")
+        bench.parse_entries("12Q")
     if _cupy_available():
         pytest.skip("a GPU is present")
     parser = argparse.ArgumentParser()

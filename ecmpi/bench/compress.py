@@ -28,7 +28,7 @@ import numpy as np
 from .. import compressor
 from ..compress import _fused
 
-__all__ = ["DEFAULT_SPECS", "add_arguments", "bench_rows", "format_table", "main"]
+__all__ = ["DEFAULT_SPECS", "add_arguments", "bench_rows", "format_table", "main", "parse_entries"]
 
 DEFAULT_SPECS = (
     "qsgd:levels=1,bucket=512",
@@ -44,7 +44,8 @@ DEFAULT_SPECS = (
 _CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
-def _parse_size(text: str) -> int:
+def parse_entries(text: str) -> int:
+    """An entry count: ``"64M"`` -> 64 * 2**20 (K, M, G are powers of 1024), ``"1000"`` -> 1000."""
     text = text.strip().upper()
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
     digits = text[:-1] if text[-1:] in "KMG" else text
@@ -156,7 +157,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print a Markdown table (and the machine it ran on)."""
-    sizes = [_parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = [parse_entries(s) for s in args.sizes.split(",") if s.strip()]
     specs = [s.strip() for s in args.compressors.split(";") if s.strip()]
     prev = _fused.set_enabled(False) if args.reference else _fused.enabled()
     try:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .compress import parse_entries
+
 __all__ = ["DEFAULT_SPECS", "add_arguments", "bench_rows", "format_table", "main"]
 
 DEFAULT_SPECS = (
@@ -31,19 +33,6 @@ DEFAULT_SPECS = (
     "topk:ratio=0.01",
     "randk:ratio=0.01",
 )
-
-
-def _parse_size(text: str) -> int:
-    text = text.strip().upper()
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    digits = text[:-1] if text[-1:] in "KMG" else text
-    try:
-        value = int(digits) * mult
-    except ValueError:
-        raise ValueError(f"bad size {text!r}; use e.g. 1M, 64M or 1000") from None
-    if value <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return value
 
 
 def _time(cp: Any, fn: Callable[[], Any], repeats: int) -> float:
@@ -141,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
     if not ok:
         print("ecmpi bench gpu: no usable CUDA device (CuPy missing or no GPU)")
         return 1
-    sizes = [_parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = [parse_entries(s) for s in args.sizes.split(",") if s.strip()]
     specs = [s.strip() for s in args.compressors.split(";") if s.strip()]
     rows = bench_rows(sizes, specs, np.dtype(args.dtype), args.repeats)
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
