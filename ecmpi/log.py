@@ -39,6 +39,7 @@ import json
 import math
 import os
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -498,18 +499,28 @@ class TrajectoryLog:
         return len(self.trajectory.get("step", ()))
 
 
+#: how long a reader waits for a writer's brief exclusive lock (the writer reopening the
+#: file to set the final status, or the log watcher marking it) before giving up
+_LOCK_WAIT_S = 2.0
+
+
 def _open_read(path: str | os.PathLike) -> h5py.File:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such log file: {path}")
-    try:
-        return h5py.File(path, "r", swmr=True)
-    except OSError:
-        pass
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise SchemaError(f"{path} is not a readable HDF5 file: {exc}") from None
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            return h5py.File(path, "r", swmr=True)
+        except OSError:
+            pass
+        try:
+            return h5py.File(path, "r")
+        except OSError as exc:
+            if "unable to lock file" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            raise SchemaError(f"{path} is not a readable HDF5 file: {exc}") from None
 
 
 def _decode_attr(v: Any) -> Any:

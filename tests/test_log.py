@@ -188,3 +188,34 @@ def test_kill_minus_9_leaves_readable_rows(tmp_path):
     assert log.status == "running" and log.x_final is None
     cfg = json.loads(h5py.File(p, "r", swmr=True).attrs["config"])
     assert cfg == {}
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, time, h5py
+    with h5py.File(sys.argv[1], "r+") as f:  # an exclusive HDF5 file lock, as a writer's
+        print("locked", flush=True)
+        time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+@pytest.mark.parametrize("hold", [0.5, 6.0])
+def test_reader_waits_out_a_brief_writer_lock(tmp_path, hold):
+    p = tmp_path / "run.h5"
+    w = _writer(p)
+    w.append(_row(0))
+    w.close("completed")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(p), str(hold)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        if hold < 2.0:  # shorter than the reader's wait: it opens once the lock is gone
+            assert open_log(p).status == "completed"
+        else:
+            with pytest.raises(SchemaError, match="unable to lock file"):
+                open_log(p)
+    finally:
+        proc.kill()
+        proc.wait()
