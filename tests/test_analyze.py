@@ -41,6 +41,8 @@ def write_log(
     schema=SCHEMA,
     config=None,
     lengths=None,
+    L=1.0,
+    mu=0.1,
 ):
     """A log written with plain h5py, following the ecmpi.trajectory/1 schema exactly.
 
@@ -76,8 +78,8 @@ def write_log(
             "seed": seed,
             "config": json.dumps(cfg),
             "f_star": f_star,
-            "L": 1.0,
-            "mu": 0.1,
+            "L": L,
+            "mu": mu,
             "ecmpi_version": "0.1.0",
             "mpi_library": "test",
             "status": status,
@@ -186,6 +188,37 @@ def test_not_reached_is_reported_not_raised(pair):
     for fmt in ("text", "md"):
         out = format_table(s, fmt)
         assert out.count("not reached") >= 2 * 4, out
+
+
+def test_baseline_is_the_same_problem_not_another_regularization(tmp_path):
+    # one dataset, three lambdas (mu = lambda for l2-logistic regression): each compressed
+    # run is compared with the full-precision run of its own lambda, even when another
+    # lambda's reference sorts first or shares the rank count and seed
+    for lam, base_bits in ((1e-2, 64), (1e-3, 32), (1e-4, 16)):
+        tag = f"{lam:.0e}"
+        write_log(tmp_path / f"a_base_{tag}.h5", bits_per_step=base_bits, mu=lam, L=1 + lam)
+        write_log(
+            tmp_path / f"b_topk_{tag}.h5",
+            algorithm="ec-gd",
+            compressor="topk:k=3",
+            bits_per_step=4,
+            mu=lam,
+            L=1 + lam,
+        )
+    # the same problem logged with constants that differ by rounding only still matches
+    write_log(
+        tmp_path / "c_topk_rounded.h5",
+        compressor="topk:k=3",
+        bits_per_step=8,
+        mu=1e-3 * (1 + 1e-12),
+        L=1 + 1e-3,
+    )
+    s = summary(tmp_path).set_index("file")
+    for lam, base_bits in ((1e-2, 64), (1e-3, 32), (1e-4, 16)):
+        run = s.loc[str(tmp_path / f"b_topk_{lam:.0e}.h5")]
+        assert run["baseline"] == str(tmp_path / f"a_base_{lam:.0e}.h5")
+        assert run["compression_ratio"] == base_bits / 4
+    assert s.loc[str(tmp_path / "c_topk_rounded.h5"), "compression_ratio"] == 32 / 8
 
 
 def test_baseline_prefers_same_ranks_then_seed(tmp_path):

@@ -11,7 +11,10 @@ Definitions (all per worker, from the logged rows; no interpolation):
   those NaN, shown as "not reached") when no row gets there.
 - ``compression_ratio`` against the full-precision run of the same problem
   (compressor ``none`` but not DQ-GD/QGD, which quantize by themselves, or
-  the runs ``baseline`` selects; same ``problem`` and ``dataset``; among several the
+  the runs ``baseline`` selects; same ``problem``, ``dataset`` and problem
+  constants ``L`` and ``mu`` (to a relative 1e-6: a different regularization
+  is a different problem, while another rank count may round them
+  differently); among several the
   one with the same rank count, then seed, then collective, then the first
   file name): with ``eps``, baseline ``bits_up_to_eps`` / this run's
   ``bits_up_to_eps`` (uplink bits needed to reach eps; NaN if either run
@@ -129,6 +132,26 @@ def _is_reference(row: Any, baseline: Mapping[str, Any] | None) -> bool:
     return all(str(row[k]) == str(v) for k, v in baseline.items())
 
 
+#: relative tolerance of the problem constants two runs of one problem must share
+_CONSTANTS_RTOL = 1e-6
+
+
+def _same_problem(a: Any, b: Any) -> bool:
+    """Same problem name and dataset, and equal ``L`` and ``mu`` where both logs have them."""
+    if a["problem"] != b["problem"] or a["dataset"] != b["dataset"]:
+        return False
+    for k in ("L", "mu"):
+        x, y = a.get(k), b.get(k)
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(x) and math.isfinite(y):
+            if not math.isclose(x, y, rel_tol=_CONSTANTS_RTOL, abs_tol=0.0):
+                return False
+    return True
+
+
 def _baseline_index(df: pd.DataFrame, i: int, baseline: Mapping[str, Any] | None) -> int | None:
     row = df.iloc[i]
     if _is_reference(row, baseline):
@@ -138,7 +161,7 @@ def _baseline_index(df: pd.DataFrame, i: int, baseline: Mapping[str, Any] | None
         c = df.iloc[j]
         if not _is_reference(c, baseline):
             continue
-        if c["problem"] != row["problem"] or c["dataset"] != row["dataset"]:
+        if not _same_problem(c, row):
             continue
         key = (
             c["n_ranks"] != row["n_ranks"],
