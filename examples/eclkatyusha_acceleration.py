@@ -1,6 +1,8 @@
 """Acceleration: rounds to reach f - f* <= eps as the condition number grows.
 
     mpiexec -n 4 python examples/eclkatyusha_acceleration.py --out results/eclk_acceleration
+    mpiexec -n 4 python examples/eclkatyusha_acceleration.py --problem quadratic \
+        --out results/eclk_acceleration_quadratic
     # 20 workers on a cluster (Slurm):
     srun --mpi=pmi2 -n 20 python examples/eclkatyusha_acceleration.py \\
         --out results/eclk_acceleration --dataset synthetic:n=20000,d=100
@@ -17,8 +19,12 @@ slope 1/2 for ``ec-lkatyusha``, gradient-type methods slope 1.
 compressed messages ``gamma*grad f_tau(x*) != 0`` keep it at a floor above
 eps (add it with ``--methods``; it reports "not reached"); ``ec-lsvrg``
 with the global snapshot gradient is the gradient-type method that reaches
-x*. Writes ``acc_<method>_R<R>.h5`` logs, ``eclkatyusha_acceleration.png``
-(log-log rounds against kappa with the fitted lines), ``.md`` and ``.json``.
+x*. ``--problem quadratic`` sweeps the ``quadratic`` problem's prescribed
+condition number instead (``--kappa``; every node's gradient vanishes at x*,
+so ``ec-gd`` converges too and is in the default methods there).
+Writes ``acc_<method>_<R or kappa>.h5`` logs, ``<stem>.png`` (log-log rounds
+against kappa with the fitted lines), ``<stem>.md`` and ``<stem>.json``, the
+stem being ``eclkatyusha_acceleration`` (``_quadratic`` for the quadratic).
 """
 
 from __future__ import annotations
@@ -52,9 +58,12 @@ def fit_slope(kappas: list[float], rounds: list[float]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results/eclk_acceleration")
-    ap.add_argument("--dataset", default="synthetic:n=400,d=50,seed=1")
-    ap.add_argument("--rel", default="1e-1,3e-2,1e-2,3e-3,1e-3", help="values of R")
-    ap.add_argument("--methods", default="ec-lkatyusha,ec-lsvrg")
+    ap.add_argument("--problem", choices=("logreg", "quadratic"), default="logreg")
+    ap.add_argument("--dataset", default="synthetic:n=400,d=50,seed=1", help="logreg data")
+    ap.add_argument("--rel", default="1e-1,3e-2,1e-2,3e-3,1e-3", help="values of R (logreg)")
+    ap.add_argument("--kappa", default="10,30,100,300,1000", help="values of kappa (quadratic)")
+    ap.add_argument("--dim", type=int, default=50, help="dimension of the quadratic")
+    ap.add_argument("--methods", default=None, help="default: ec-lkatyusha,ec-lsvrg (+ec-gd)")
     ap.add_argument("--compressor", default="topk:k=5")
     ap.add_argument("--p", default="0.2", help="snapshot probability of both VR methods")
     ap.add_argument("--eps", type=float, default=1e-6)
@@ -66,15 +75,22 @@ def main() -> None:
     args = ap.parse_args()
 
     comm, out = output_dir(args.out)
-    rels = [float(r) for r in args.rel.split(",")]
-    methods = args.methods.split(",")
+    quadratic = args.problem == "quadratic"
+    sweep = [float(r) for r in (args.kappa if quadratic else args.rel).split(",")]
+    default_methods = "ec-lkatyusha,ec-lsvrg" + (",ec-gd" if quadratic else "")
+    methods = (args.methods or default_methods).split(",")
     table: dict[str, dict[str, list[float]]] = {m: {"kappa": [], "rounds": []} for m in methods}
     if args.merge:
         earlier = json.loads(Path(args.merge).read_text())
         for m in methods:
             table[m] = {k: list(earlier[m][k]) for k in ("kappa", "rounds")}
-    for R in rels:
-        prob = make("logreg", args.dataset, comm=comm, l2_rel=R)
+    for value in sweep:
+        if quadratic:
+            prob = make("quadratic", f"quadratic:d={args.dim},kappa={value:g}", comm=comm)
+            tag = f"kappa{value:g}"
+        else:
+            prob = make("logreg", args.dataset, comm=comm, l2_rel=value)
+            tag = f"R{value:g}"
         kappa = prob.L / prob.mu
         for name in methods:
             params = {"p": args.p} if name in ("ec-lkatyusha", "ec-lsvrg") else {}
@@ -83,7 +99,7 @@ def main() -> None:
                 prob,
                 name,
                 args.compressor,
-                out / f"acc_{name}_R{R:g}.h5",
+                out / f"acc_{name}_{tag}.h5",
                 steps=args.max_steps,
                 target=args.eps,
                 log_every=args.log_every,
@@ -94,7 +110,7 @@ def main() -> None:
             table[name]["rounds"].append(rounds)
             if comm.rank == 0:
                 print(
-                    f"R={R:g} kappa={kappa:.4g} {name:>14}: rounds {rounds:g} "
+                    f"{tag} kappa={kappa:.4g} {name:>14}: rounds {rounds:g} "
                     f"(f - f* {res.last['suboptimality']:.2e})",
                     flush=True,
                 )
@@ -118,12 +134,12 @@ def report(table, out: Path, args, nranks: int) -> None:
         result[name]["slope_from"] = s2
     ax.set_xlabel("condition number kappa = L/mu")
     ax.set_ylabel(f"rounds to f - f* <= {args.eps:g}")
-    ax.set_title(
-        f"logreg {args.dataset}, {args.compressor}, p={args.p}, {nranks} workers", fontsize=9
-    )
+    data = f"quadratic d={args.dim}" if args.problem == "quadratic" else f"logreg {args.dataset}"
+    ax.set_title(f"{data}, {args.compressor}, p={args.p}, {nranks} workers", fontsize=9)
     ax.legend(fontsize=8)
-    save_figure(fig, out / "eclkatyusha_acceleration.png", args.figure)
-    (out / "eclkatyusha_acceleration.json").write_text(json.dumps(result, indent=1))
+    stem = "eclkatyusha_acceleration" + ("_quadratic" if args.problem == "quadratic" else "")
+    save_figure(fig, out / f"{stem}.png", args.figure)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     kappas = table[next(iter(table))]["kappa"]
     head = " | ".join(f"kappa {k:.3g}" for k in kappas)
     head = f"| method | {head} | fitted slope | slope for kappa >= {args.fit_from:g} |"
@@ -131,7 +147,7 @@ def report(table, out: Path, args, nranks: int) -> None:
     for name, r in result.items():
         cells = " | ".join("not reached" if not math.isfinite(v) else f"{v:g}" for v in r["rounds"])
         lines.append(f"| {name} | {cells} | {r['slope']:.2f} | {r['slope_from']:.2f} |")
-    (out / "eclkatyusha_acceleration.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -11,7 +11,10 @@ with K in {1, 2, 3} per worker and random dithering (``qsgd``, used as the
 contraction ``Q/(omega+1)``), every method of the error-compensated family
 plus uncompressed loopless Katyusha; ec-gd/ec-sgd/DIANA use the template's
 step ``1/(L + lambda)`` (full local gradients, ``--batch-size 0``).
-EC-LKatyusha uses the global snapshot gradient with ``p = ratio``.
+EC-LSVRG and EC-LKatyusha use the global snapshot gradient with ``p = delta``,
+the contraction factor of the compressor (K/d for TopK: the paper's "p in
+proportion to K/d"). ``lkatyusha`` (uncompressed, full precision, p = 1) is
+drawn in every panel as the reference.
 
 Writes one HDF5 log per (method, compressor) into ``--out``
 (``template_<method>_<compressor>.h5``, schema ``ecmpi.trajectory/1``), the
@@ -40,9 +43,19 @@ from ecmpi.algorithms.loop import RunResult, run
 from ecmpi.log import TrajectoryWriter
 from ecmpi.problems import make
 
-METHODS = ("ec-gd", "ec-sgd", "ec-lsvrg", "ec-sgd-diana", "ec-lsvrg-diana", "ec-lkatyusha")
+METHODS = (
+    "ec-gd",
+    "ec-sgd",
+    "ec-lsvrg",
+    "ec-sgd-diana",
+    "ec-lsvrg-diana",
+    "ec-lkatyusha",
+    "lkatyusha",
+)
 #: per-method hyperparameters of the template
-PARAMS: dict[str, dict[str, Any]] = {"ec-lkatyusha": {"p": "ratio"}, "ec-lsvrg": {"p": "ratio"}}
+PARAMS: dict[str, dict[str, Any]] = {"ec-lkatyusha": {"p": "delta"}, "ec-lsvrg": {"p": "delta"}}
+#: methods that send full precision: run once, with the identity compressor
+UNCOMPRESSED = ("lkatyusha",)
 
 
 def slug(text: str) -> str:
@@ -118,6 +131,18 @@ def main() -> None:
     curves: dict[tuple[str, str], list[dict[str, float]]] = {}
     for comp in comps:
         for name in methods:
+            if name in UNCOMPRESSED:
+                if (name, "none") not in curves:
+                    curves[(name, "none")] = logged_run(
+                        comm,
+                        prob,
+                        name,
+                        "none",
+                        out / f"template_{name}_none.h5",
+                        steps=args.steps,
+                    ).rows
+                curves[(name, comp)] = curves[(name, "none")]
+                continue
             path = out / f"template_{name}_{slug(comp)}.h5"
             res = logged_run(
                 comm,
@@ -148,8 +173,12 @@ def report(curves, comps, methods, prob, out: Path, args) -> None:
         for name in methods:
             rows = curves[(name, comp)]
             sub = np.maximum([r["suboptimality"] for r in rows], 1e-16)
-            axes[0, j].semilogy([r["step"] for r in rows], sub, label=name)
-            axes[1, j].loglog(np.maximum([r["bits_up"] for r in rows], 1), sub, label=name)
+            style = {"color": "black", "ls": "--"} if name in UNCOMPRESSED else {}
+            label = f"{name} (none)" if name in UNCOMPRESSED else name
+            steps = [r["step"] for r in rows]
+            axes[0, j].semilogy(steps, sub, label=label, **style)
+            bits = np.maximum([r["bits_up"] for r in rows], 1)
+            axes[1, j].loglog(bits, sub, label=label, **style)
         axes[0, j].set_title(comp, fontsize=9)
         axes[0, j].set_xlabel("communication rounds")
         axes[1, j].set_xlabel("bits per worker")
@@ -168,12 +197,15 @@ def report(curves, comps, methods, prob, out: Path, args) -> None:
     ]
     for comp in comps:
         for name in methods:
+            if name in UNCOMPRESSED and comp != comps[0]:
+                continue
             last = curves[(name, comp)][-1]
             sub = last["suboptimality"]
+            shown = "none" if name in UNCOMPRESSED else comp
             lines.append(
-                f"| `{comp}` | {name} | {sub:.2e} | {last['bits_up']:.3g} |"
+                f"| `{shown}` | {name} | {sub:.2e} | {last['bits_up']:.3g} |"
                 if math.isfinite(sub)
-                else f"| `{comp}` | {name} | diverged | |"
+                else f"| `{shown}` | {name} | diverged | |"
             )
     (out / "eclkatyusha_template.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
