@@ -42,7 +42,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -447,7 +447,10 @@ def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, i
             if _decode_attr(f.attrs.get("status")) != "running":
                 return False
         clear_consistency_flags(fd)
-        with h5py.File(path, "r+", libver="latest") as f:
+        writable = _waiting_out_locks(
+            lambda: h5py.File(path, "r+", libver="latest"), _MARK_LOCK_WAIT_S
+        )
+        with writable as f:
             if file_identity(f.id.get_vfd_handle()) != tuple(identity):  # replaced meanwhile
                 return False
             f.attrs["finished_at"] = _now()
@@ -502,25 +505,39 @@ class TrajectoryLog:
 #: how long a reader waits for a writer's brief exclusive lock (the writer reopening the
 #: file to set the final status, or the log watcher marking it) before giving up
 _LOCK_WAIT_S = 2.0
+#: how long :func:`mark_killed` waits for readers' locks (a reader polling a dead run's log
+#: holds it for milliseconds at a time; the watcher has no one waiting on it)
+_MARK_LOCK_WAIT_S = 30.0
+
+
+def _waiting_out_locks(opener: Callable[[], h5py.File], wait_s: float) -> h5py.File:
+    """``opener()``, retried while HDF5 says "unable to lock file", for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return opener()
+        except OSError as exc:
+            if "unable to lock file" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            raise
+
+
+def _open_read_once(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r", swmr=True)
+    except OSError:
+        return h5py.File(path, "r")
 
 
 def _open_read(path: str | os.PathLike) -> h5py.File:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such log file: {path}")
-    deadline = time.monotonic() + _LOCK_WAIT_S
-    while True:
-        try:
-            return h5py.File(path, "r", swmr=True)
-        except OSError:
-            pass
-        try:
-            return h5py.File(path, "r")
-        except OSError as exc:
-            if "unable to lock file" in str(exc) and time.monotonic() < deadline:
-                time.sleep(0.02)
-                continue
-            raise SchemaError(f"{path} is not a readable HDF5 file: {exc}") from None
+    try:
+        return _waiting_out_locks(lambda: _open_read_once(path), _LOCK_WAIT_S)
+    except OSError as exc:
+        raise SchemaError(f"{path} is not a readable HDF5 file: {exc}") from None
 
 
 def _decode_attr(v: Any) -> Any:

@@ -126,6 +126,48 @@ def test_without_watcher_a_killed_writer_leaves_running_with_every_row(tmp_path)
     _check_rows_and_checkpoint(log)
 
 
+#: a reader's HDF5 file lock (HDF5 takes flock LOCK_SH for a read-only open), held a while
+HOLD_SHARED_LOCK = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+@pytest.mark.parametrize("wait_s", [30.0, 0.0])
+def test_mark_killed_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_s):
+    # CI once lost the mark: the watcher met the lock of a test polling the log, failed, and
+    # the log stayed running. With no wait (the old behaviour) the mark must fail.
+    import ecmpi.log as log_module
+
+    monkeypatch.setattr(log_module, "_MARK_LOCK_WAIT_S", wait_s)
+    path = tmp_path / "run.h5"
+    proc, _ = _start(path, "hang", watcher=False)
+    _kill(proc)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SHARED_LOCK, str(path), "1.0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "locked"
+        if wait_s > 0:
+            assert mark_killed(path, "after the reader", identity=file_identity(path))
+            log = open_log(path)
+            assert log.status == "failed" and log.attrs["message"] == "after the reader"
+            _check_rows_and_checkpoint(log)
+        else:
+            with pytest.raises(OSError, match="unable to lock file"):
+                mark_killed(path, "now", identity=file_identity(path))
+    finally:
+        reader.kill()
+        reader.wait()
+
+
 def test_normal_close_releases_the_watcher_and_keeps_the_status(tmp_path):
     path = tmp_path / "run.h5"
     proc, watcher_pid = _start(path, "close", watcher=True)
