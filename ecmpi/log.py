@@ -382,7 +382,7 @@ class TrajectoryWriter:
             self._start(())
         self._f.close()
         self._closed = True
-        with h5py.File(self.path, "r+", libver="latest") as f:
+        with _open_for_update(self.path) as f:
             if x_final is not None:
                 f.create_dataset("x_final", data=np.asarray(x_final))
             f.attrs["finished_at"] = _now()
@@ -447,10 +447,7 @@ def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, i
             if _decode_attr(f.attrs.get("status")) != "running":
                 return False
         clear_consistency_flags(fd)
-        writable = _waiting_out_locks(
-            lambda: h5py.File(path, "r+", libver="latest"), _MARK_LOCK_WAIT_S
-        )
-        with writable as f:
+        with _open_for_update(path) as f:
             if file_identity(f.id.get_vfd_handle()) != tuple(identity):  # replaced meanwhile
                 return False
             f.attrs["finished_at"] = _now()
@@ -505,9 +502,10 @@ class TrajectoryLog:
 #: how long a reader waits for a writer's brief exclusive lock (the writer reopening the
 #: file to set the final status, or the log watcher marking it) before giving up
 _LOCK_WAIT_S = 2.0
-#: how long :func:`mark_killed` waits for readers' locks (a reader polling a dead run's log
-#: holds it for milliseconds at a time; the watcher has no one waiting on it)
-_MARK_LOCK_WAIT_S = 30.0
+#: how long reopening a log to update it (the writer setting the final status,
+#: :func:`mark_killed`) waits for readers' locks (a reader polling a log holds its shared
+#: lock for milliseconds at a time)
+_UPDATE_LOCK_WAIT_S = 30.0
 
 
 def _waiting_out_locks(opener: Callable[[], h5py.File], wait_s: float) -> h5py.File:
@@ -521,6 +519,11 @@ def _waiting_out_locks(opener: Callable[[], h5py.File], wait_s: float) -> h5py.F
                 time.sleep(0.02)
                 continue
             raise
+
+
+def _open_for_update(path: str | os.PathLike) -> h5py.File:
+    """The log opened ``r+``, once no reader holds its lock (up to ``_UPDATE_LOCK_WAIT_S``)."""
+    return _waiting_out_locks(lambda: h5py.File(path, "r+", libver="latest"), _UPDATE_LOCK_WAIT_S)
 
 
 def _open_read_once(path: Path) -> h5py.File:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -25,6 +26,9 @@ from ecmpi.log import (
     read_checkpoint,
     unpack_state,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _waiting import hold_shared_lock
 
 
 def _row(t: int, **extra: float) -> dict:
@@ -198,6 +202,33 @@ HOLD_LOCK = textwrap.dedent(
         time.sleep(float(sys.argv[2]))
     """
 )
+
+
+@pytest.mark.parametrize("wait_s", [30.0, 0.0])
+def test_reopen_for_update_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_s):
+    # the writer's final reopen (status) and mark_killed open the log r+ through
+    # _open_for_update; a reader polling the log may hold its shared lock at that moment.
+    # (A live writer holds the lock itself, so the reader's lock is taken on a closed log.)
+    import ecmpi.log as log_module
+
+    monkeypatch.setattr(log_module, "_UPDATE_LOCK_WAIT_S", wait_s)
+    p = tmp_path / "run.h5"
+    w = _writer(p)
+    w.append(_row(0))
+    w.close("completed")
+    reader = hold_shared_lock(p, 1.0)
+    try:
+        if wait_s > 0:
+            with log_module._open_for_update(p) as f:
+                f.attrs["note"] = "after the reader"
+            log = open_log(p)
+            assert log.attrs["note"] == "after the reader" and log.status == "completed"
+        else:
+            with pytest.raises(OSError, match="unable to lock file"):
+                log_module._open_for_update(p)
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 @pytest.mark.parametrize("hold", [0.5, 6.0])
