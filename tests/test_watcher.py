@@ -24,7 +24,7 @@ from ecmpi._superblock import clear_consistency_flags, lookup3
 from ecmpi.log import BASE_COLUMNS, file_identity, mark_killed, open_log, read_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _waiting import wait_for_status
+from _waiting import hold_shared_lock, wait_for_status
 
 # a writer that logs rows, checkpoints once, optionally starts the watcher, then either
 # closes normally ("close") or waits to be killed ("hang")
@@ -126,35 +126,18 @@ def test_without_watcher_a_killed_writer_leaves_running_with_every_row(tmp_path)
     _check_rows_and_checkpoint(log)
 
 
-#: a reader's HDF5 file lock (HDF5 takes flock LOCK_SH for a read-only open), held a while
-HOLD_SHARED_LOCK = textwrap.dedent(
-    """
-    import fcntl, os, sys, time
-    fd = os.open(sys.argv[1], os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
-    """
-)
-
-
 @pytest.mark.parametrize("wait_s", [30.0, 0.0])
 def test_mark_killed_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_s):
     # CI once lost the mark: the watcher met the lock of a test polling the log, failed, and
     # the log stayed running. With no wait (the old behaviour) the mark must fail.
     import ecmpi.log as log_module
 
-    monkeypatch.setattr(log_module, "_MARK_LOCK_WAIT_S", wait_s)
+    monkeypatch.setattr(log_module, "_UPDATE_LOCK_WAIT_S", wait_s)
     path = tmp_path / "run.h5"
     proc, _ = _start(path, "hang", watcher=False)
     _kill(proc)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", HOLD_SHARED_LOCK, str(path), "1.0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    reader = hold_shared_lock(path, 1.0)
     try:
-        assert reader.stdout.readline().strip() == "locked"
         if wait_s > 0:
             assert mark_killed(path, "after the reader", identity=file_identity(path))
             log = open_log(path)
@@ -196,15 +179,20 @@ def test_mark_killed_leaves_replaced_and_finished_logs_alone(tmp_path):
     assert path.read_bytes() == before and open_log(path).status == "completed"
 
 
+def _clear_flags(path):
+    """:func:`clear_consistency_flags` on a descriptor of ``path``, closed afterwards."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return clear_consistency_flags(fd)
+    finally:
+        os.close(fd)
+
+
 def test_clear_flags_refuses_what_it_cannot_check(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not an hdf5 file at all")
-    fd = os.open(junk, os.O_RDWR)
-    try:
-        with pytest.raises(ValueError, match="not an HDF5 file"):
-            clear_consistency_flags(fd)
-    finally:
-        os.close(fd)
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        _clear_flags(junk)
     # a damaged superblock checksum: refused, file untouched
     path = tmp_path / "run.h5"
     proc, _ = _start(path, "hang", watcher=False)
@@ -212,19 +200,11 @@ def test_clear_flags_refuses_what_it_cannot_check(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[20] ^= 0xFF
     path.write_bytes(bytes(raw))
-    fd = os.open(path, os.O_RDWR)
-    try:
-        with pytest.raises(ValueError, match="checksum mismatch"):
-            clear_consistency_flags(fd)
-    finally:
-        os.close(fd)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        _clear_flags(path)
     assert path.read_bytes() == bytes(raw)
     # a file closed cleanly has no flags to clear
     clean = tmp_path / "clean.h5"
     with h5py.File(clean, "w", libver="latest") as f:
         f["a"] = np.arange(3)
-    fd = os.open(clean, os.O_RDWR)
-    try:
-        assert clear_consistency_flags(fd) is False
-    finally:
-        os.close(fd)
+    assert _clear_flags(clean) is False
