@@ -15,10 +15,13 @@ counter and a 64-bit key to 128 random bits:
     key     = (key & 0xffffffff, key >> 32)
 
 Element ``i`` of a stream of 32-bit words is word ``i % 4`` of block
-``i // 4``; element ``i`` of a stream of 16-bit words (used for stochastic
-rounding, eight entries per block) is half ``i % 2`` (low half first) of word
-``(i % 8) // 2`` of block ``i // 8``. ``kernels/philox.cuh`` computes the same
-arithmetic on the GPU.
+``i // 4``; element ``i`` of a stream of bytes is byte ``i % 16`` of block
+``i // 16`` (the block's four words little-endian, word 0 first), counted from
+block ``base`` (0, or :data:`LOW_BYTES` for the second byte stream).
+Stochastic rounding draws the 16-bit ``u_i = 256 h_i + g_i`` from the two byte
+streams (:func:`dither_u16`), so a fast path can decide most entries from
+``h_i`` alone and draw ``g_i`` only where it matters (docs/compressors.md).
+``kernels/philox.cuh`` computes the same arithmetic on the GPU.
 """
 
 from __future__ import annotations
@@ -28,17 +31,21 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "LOW_BYTES",
     "MASK64",
     "SeedLike",
     "derive",
+    "dither_u16",
     "mix64",
     "philox4x32",
-    "random_u16",
+    "random_u8",
     "random_u32",
     "uniform",
 ]
 
 MASK64 = (1 << 64) - 1
+#: first block of the second byte stream (the low bytes of :func:`dither_u16`)
+LOW_BYTES = 1 << 63
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
 _W0 = 0x9E3779B9
@@ -142,7 +149,7 @@ def philox4x32(
 
 def _blocks(key: int, stream: int, first: int, count: int) -> np.ndarray:
     """Philox blocks ``first .. first+count-1`` as a (count, 4) uint32 array."""
-    block = np.arange(first, first + count, dtype=np.uint64)
+    block = np.arange(count, dtype=np.uint64) + np.uint64(first & MASK64)  # wraps mod 2^64
     c0 = (block & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     c1 = (block >> np.uint64(32)).astype(np.uint32)
     s0 = np.uint32(stream & 0xFFFFFFFF)
@@ -168,20 +175,33 @@ def random_u32(key: int, stream: int, start: int, count: int) -> np.ndarray:
     return words[off : off + count].copy()
 
 
-def random_u16(key: int, stream: int, start: int, count: int) -> np.ndarray:
-    """Elements ``start .. start+count-1`` of the 16-bit stream ``(key, stream)``.
+def random_u8(key: int, stream: int, start: int, count: int, *, base: int = 0) -> np.ndarray:
+    """Elements ``start .. start+count-1`` of the byte stream ``(key, stream)`` from block ``base``.
 
-    Eight entries per Philox block, low half of each 32-bit word first
-    (little-endian order of the block's bytes).
+    Sixteen entries per Philox block: entry ``i`` is byte ``i % 16`` of block
+    ``(base + i // 16) mod 2^64`` (little-endian words, word 0 first).
     """
     _check(start, count)
     if count == 0:
-        return np.empty(0, dtype=np.uint16)
-    b0 = start // 8
-    b1 = (start + count + 7) // 8
-    halves = _blocks(key, stream, b0, b1 - b0).astype("<u4").view("<u2").reshape(-1)
-    off = start - 8 * b0
-    return halves[off : off + count].astype(np.uint16)
+        return np.empty(0, dtype=np.uint8)
+    b0 = start // 16
+    b1 = (start + count + 15) // 16
+    data = _blocks(key, stream, base + b0, b1 - b0).astype("<u4").view(np.uint8).reshape(-1)
+    off = start - 16 * b0
+    return data[off : off + count].copy()
+
+
+def dither_u16(key: int, stream: int, start: int, count: int) -> np.ndarray:
+    """The 16-bit draws of stochastic rounding: ``u_i = 256 h_i + g_i``.
+
+    ``h_i`` is entry ``i`` of the byte stream from block 0, ``g_i`` of the one
+    from block :data:`LOW_BYTES` (same key and stream), so ``u_i`` is uniform on
+    ``0 .. 65535`` and ``h_i`` alone decides ``u_i < t`` unless ``256 h_i < t <=
+    256 h_i + 255``.
+    """
+    high = random_u8(key, stream, start, count).astype(np.uint16)
+    low = random_u8(key, stream, start, count, base=LOW_BYTES).astype(np.uint16)
+    return (high << np.uint16(8)) | low
 
 
 def uniform(key: int, stream: int, start: int, count: int, dtype=np.float64) -> np.ndarray:

@@ -6,7 +6,7 @@
 //   g++ -x c++ -ffp-contract=off -std=c++17 -I kernels kernels/harness.cu  (qualifiers defined away)
 // Not part of the runtime: ecmpi/_kernels.py never compiles this file.
 //
-//   harness philox KEY STREAM START COUNT          -> u32[COUNT] then u16[COUNT]
+//   harness philox KEY STREAM START COUNT          -> u32[COUNT], u8[COUNT], low u8[COUNT]
 //   harness encode T CODEC PATH W n b s op stoch w key stream ef alpha beta
 //           (ef: 0 none, 1 plain alpha = beta = 1, 2 general)
 //           stdin x[n] (h[n] if ef)                 -> scales, codes, q[n], h_out[n] (if ef)
@@ -39,13 +39,15 @@ static ec_u64 u64arg(const char* s) { return strtoull(s, nullptr, 0); }
 static void philox(char** a) {
   ec_u64 key = u64arg(a[0]), stream = u64arg(a[1]), start = u64arg(a[2]), count = u64arg(a[3]);
   std::vector<ec_u32> w(count);
-  std::vector<ec_u16> h(count);
+  std::vector<ec_u8> h(count), g(count);
   for (ec_u64 i = 0; i < count; ++i) {
     w[i] = ec_random_u32(key, stream, start + i);
-    h[i] = (ec_u16)ec_random_u16(key, stream, start + i);
+    h[i] = (ec_u8)ec_random_u8(key, stream, 0, start + i);
+    g[i] = (ec_u8)ec_random_u8(key, stream, EC_LOW_BYTES, start + i);
   }
   put(w.data(), 4 * count);
-  put(h.data(), 2 * count);
+  put(h.data(), count);
+  put(g.data(), count);
 }
 
 // Replays ec_encode_fused_body block by block: phase 1 (inputs and terms),

@@ -2,9 +2,13 @@
 //
 //   counter = (block lo, block hi, stream lo, stream hi), key = (key lo, key hi)
 //   32-bit stream: element i = word i % 4 of block i / 4
-//   16-bit stream: element i = half i % 2 (low first) of word (i % 8) / 2 of block i / 8
+//   byte stream:   element i = byte i % 16 (little-endian words, word 0 first) of
+//                  block base + i / 16; base 0 (high bytes) or EC_LOW_BYTES (low bytes)
 #pragma once
 #include "common.cuh"
+
+// First block of the low-byte stream (ecmpi.rng.LOW_BYTES).
+#define EC_LOW_BYTES 0x8000000000000000ull
 
 ECMPI_HD void ec_philox4x32_10(ec_u32 c[4], ec_u32 k0, ec_u32 k1) {
   for (int r = 0; r < 10; ++r) {
@@ -38,8 +42,11 @@ ECMPI_HD ec_u32 ec_random_u32(ec_u64 key, ec_u64 stream, ec_u64 i) {
   return w[i & 3];
 }
 
-ECMPI_HD ec_u32 ec_random_u16(ec_u64 key, ec_u64 stream, ec_u64 i) {
+// Byte q (0..15) of a block's four words, little-endian.
+ECMPI_HD ec_u32 ec_block_byte(const ec_u32 w[4], int q) { return (w[q >> 2] >> (8 * (q & 3))) & 0xFFu; }
+
+ECMPI_HD ec_u32 ec_random_u8(ec_u64 key, ec_u64 stream, ec_u64 base, ec_u64 i) {
   ec_u32 w[4];
-  ec_philox_block(key, stream, i >> 3, w);
-  return (w[(i & 7) >> 1] >> (16 * (ec_u32)(i & 1))) & 0xFFFFu;
+  ec_philox_block(key, stream, base + (i >> 4), w);
+  return ec_block_byte(w, (int)(i & 15));
 }

@@ -6,32 +6,51 @@
 #include "common.cuh"
 #include "philox.cuh"
 
-// qsgd code of one entry: c = s + sign * l, l in 0..s.
-//   p = (|x| * s) / r; p = min(p, s); l = floor(p); f = p - l
-//   stochastic: l += (u16 < f * 65536); deterministic: l += (f >= 0.5); l = min(l, s)
-ECMPI_HD ec_u32 ec_qsgd_code(double x, double r, int s, ec_u32 u16, int stochastic) {
-  ec_u32 l = 0u;
-  if (r != 0.0) {
-    double sd = (double)s;
-    double p = (fabs(x) * sd) / r;
-    if (!(p < sd)) p = sd;
-    double fl = floor(p);
-    double f = p - fl;
-    l = (ec_u32)fl;
-    if (stochastic) {
-      if ((double)u16 < f * 65536.0) l += 1u;
-    } else if (f >= 0.5) {
-      l += 1u;
-    }
-    if (l > (ec_u32)s) l = (ec_u32)s;
+// qsgd target T = min(fl32(a * Q), 65536 s) of one entry (docs/compressors.md):
+//   a = float32(|x|); a scale r < 2^-64 lifts a and r by 2^64 (exact);
+//   Q = fl32(s / r) * 65536. r must be finite and > 0.
+ECMPI_HD float ec_qsgd_target(float a, float r, int s) {
+  if (r < 0x1p-64f) {
+    a = a * 0x1p64f;
+    r = r * 0x1p64f;
   }
-  return x >= 0.0 ? (ec_u32)s + l : (ec_u32)s - l;
+  float q = ((float)s / r) * 65536.0f;
+  float t = a * q;
+  float ks = 65536.0f * (float)s;
+  return t < ks ? t : ks;
 }
 
-// qsgd decoded value in float64: (r * (c - s)) / s.
+// Level of target t with the 16-bit draw u (stochastic): (ceil(t) + 65535 - u) >> 16,
+// i.e. #{m >= 0 : 65536 m + u < t}; round to nearest: (floor(t) + 32768) >> 16.
+ECMPI_HD ec_u32 ec_qsgd_level(float t, ec_u32 u, int stochastic) {
+  if (stochastic) return (ec_u32)(((ec_i64)ceilf(t) + 65535 - (ec_i64)u) >> 16);
+  return (ec_u32)(((ec_i64)floorf(t) + 32768) >> 16);
+}
+
+// qsgd code of entry i: c = s + sign * l. The draw is u = 256 h + g with h the
+// entry's high byte (passed in) and g its low byte, drawn only when it decides
+// the level (l(256 h) != l(256 h + 255): one entry in 256).
+template <typename T>
+ECMPI_HD ec_u32 ec_qsgd_code(T x, float r, int s, ec_u32 h, int stochastic, ec_u64 key,
+                             ec_u64 stream, ec_u64 i) {
+  ec_u32 l = 0u;
+  if (r > 0.0f && r <= 3.4028234663852886e38f) {
+    float t = ec_qsgd_target((float)fabs((double)x), r, s);
+    if (stochastic) {
+      l = ec_qsgd_level(t, 256u * h + 255u, 1);
+      if (ec_qsgd_level(t, 256u * h, 1) != l)
+        l = ec_qsgd_level(t, 256u * h + ec_random_u8(key, stream, EC_LOW_BYTES, i), 1);
+    } else {
+      l = ec_qsgd_level(t, 0u, 0);
+    }
+  }
+  return x >= (T)0 ? (ec_u32)s + l : (ec_u32)s - l;
+}
+
+// qsgd decoded value in float64: (c - s) * (r / s).
 ECMPI_HD double ec_qsgd_value(ec_u32 c, double r, int s) {
   double m = (double)((int)c - s);
-  return (r * m) / (double)s;
+  return m * (r / (double)s);
 }
 
 // Error-feedback input p = g + alpha*h and residual h' = beta*h + (g - q)
@@ -105,17 +124,16 @@ ECMPI_HD void ec_encode_group(const EcEncode<T>& a, ec_i64 g, const T* pv) {
         next += a.b;
         rf = a.scales[k];
       }
-      double v = (double)pv[j];
       double r = (double)rf;
       if (SIGN) {
-        c = v >= 0.0 ? 1u : 0u;
+        c = (double)pv[j] >= 0.0 ? 1u : 0u;
       } else {
-        ec_u32 u = 0u;
+        ec_u32 h = 0u;
         if (a.stochastic) {
-          if ((j & 7) == 0) ec_philox_block(a.key, a.stream, (ec_u64)(i >> 3), rnd);
-          u = (rnd[(j & 7) >> 1] >> (16 * (j & 1))) & 0xFFFFu;
+          if ((j & 15) == 0) ec_philox_block(a.key, a.stream, (ec_u64)(i >> 4), rnd);
+          h = ec_block_byte(rnd, j & 15);
         }
-        c = ec_qsgd_code(v, r, a.s, u, a.stochastic);
+        c = ec_qsgd_code<T>(pv[j], rf, a.s, h, a.stochastic, a.key, a.stream, (ec_u64)i);
       }
       if (a.q_out || a.h_out) {
         T q = SIGN ? (c ? (T)rf : (T)(-rf)) : (T)ec_qsgd_value(c, r, a.s);

@@ -15,7 +15,7 @@ import ecmpi
 from ecmpi.compress import _fused
 from ecmpi.compress.buckets import bucket_scales, tree_sum
 from ecmpi.compress.payload import HEADER_SIZE, Payload
-from ecmpi.compress.quantize import code_width
+from ecmpi.compress.quantize import code_width, qsgd_targets_reference
 
 ALL = [
     "qsgd",
@@ -269,12 +269,15 @@ def test_deterministic_rounding_is_nearest():
 def _expected_sq_error(c, x):
     """E||Q(x)-x||^2 under 16-bit stochastic rounding, from the definition."""
     s = c.levels
-    r = np.repeat(bucket_scales(x, c.bucket, c.norm).astype(np.float64), c.bucket)[: x.size]
-    p = np.minimum(np.abs(x) * s / r, s)
-    f = p - np.floor(p)
-    up = np.ceil(f * 65536) / 65536  # P(u < f*65536) for u uniform on 0..65535
+    scales = bucket_scales(x, c.bucket, c.norm)
+    r = np.repeat(scales.astype(np.float64), c.bucket)[: x.size]
+    t = qsgd_targets_reference(x, scales, s, c.bucket).astype(np.float64)
+    low = np.floor(t / 65536)  # the level below; one more with probability up
+    up = (np.ceil(t) - 65536 * low) / 65536  # P(u < ceil(T) - 65536 low), u uniform on 0..65535
     step = r / s
-    return float(np.sum(step**2 * (up * (1 - f) ** 2 + (1 - up) * f**2))), float(np.sum(step**2))
+    a = np.abs(x)
+    err = up * ((low + 1) * step - a) ** 2 + (1 - up) * (low * step - a) ** 2
+    return float(np.sum(err)), float(np.sum(step**2))
 
 
 @pytest.mark.parametrize(

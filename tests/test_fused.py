@@ -1,10 +1,12 @@
 """The fused CPU kernels against the NumPy reference on adversarial inputs.
 
-The quantizer's fast path multiplies by ``65536 s / r`` instead of dividing and
-redoes exactly the entries whose result lies too close to a rounding boundary
-(see ``_quantize_f64`` in ``ecmpi/compress/_fused_numba.py``). These inputs sit
-on, or one ulp beside, every such boundary, and span tiny and huge scales, so
-a wrong error bound shows up as differing bytes.
+The quantizer's fast path decides most levels from the high random byte alone
+and draws the low byte only for the entries it flags (``_quantize`` and
+``_finish_ties`` in ``ecmpi/compress/_fused_numba.py``); it computes in float32
+for ``s <= 255`` and in int64 otherwise, and lifts tiny scales by ``2^64``.
+These inputs sit on, or one ulp beside, level boundaries and span tiny and huge
+scales, so a wrong flag, a lost low byte or an inexact float32 step shows up
+as differing bytes.
 """
 
 from __future__ import annotations
@@ -90,20 +92,29 @@ def test_mixed_magnitudes_in_one_bucket(dtype):
             _same_bytes(f"qsgd:levels={levels},bucket=512,norm={norm}", x, seeds=range(3))
 
 
-def test_boundary_inputs_take_the_exact_path():
-    # the test vectors above must reach the exact redo, or they test nothing
+def test_flagged_entries_are_exactly_those_the_low_byte_decides():
+    # one bucket of 2^16 entries: every flag must mark l(256 h) != l(256 h + 255), every
+    # unflagged entry must have l(256 h) == l(256 h + 255), and the flagged share is
+    # Binomial(n, 1/256) for uniform high bytes (bounds: 6 standard deviations)
     from ecmpi.compress import _fused_numba as k
 
-    for levels, f32 in ((1, True), (4, True), (127, False), (3, False)):
-        x = _boundary_vector(levels, np.float32 if f32 else np.float64)[1:64]
-        n = x.shape[0]
-        us = np.random.default_rng(0).integers(0, 65536, n).astype(np.uint16)
-        ct = np.zeros(n + 8, np.uint16)
-        bad = np.zeros(n, np.uint8)
-        q65 = (levels / np.float64(np.float32(1.5))) * 65536.0
-        quant = k._quantize_f32 if f32 else k._quantize_f64
-        nbad = quant(x, 0, n, 0, q65, 65536.0 * levels, float(levels), us, ct, bad, True)
-        assert nbad == int(bad.sum()) and nbad > 0
+    n = 1 << 16
+    g = np.random.default_rng(11)
+    x = g.standard_normal(n).astype(np.float32)
+    hb = g.integers(0, 256, n).astype(np.uint8)
+    ct = np.zeros(n + 8, np.uint8)
+    tie = np.zeros(n, np.uint8)
+    tt = np.zeros(n, np.float32)
+    for levels in (1, 3, 255):
+        r = np.float32(np.abs(x).max())
+        q = (np.float32(levels) / r) * np.float32(65536.0)
+        k._quantize(x, 0, n, 0, q, np.float32(65536.0 * levels), hb, ct, tie, tt)
+        c = np.ceil(tt).astype(np.int64)
+        h = hb.astype(np.int64) * 256
+        decided_by_low = (c + 65535 - h) >> 16 != (c + 65535 - (h + 255)) >> 16
+        np.testing.assert_array_equal(tie.astype(bool), decided_by_low)
+        mean, sd = n / 256, np.sqrt(n / 256 * (1 - 1 / 256))
+        assert abs(int(tie.sum()) - mean) < 6 * sd, (levels, int(tie.sum()))
 
 
 def test_import_does_not_load_numba():

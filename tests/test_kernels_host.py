@@ -81,9 +81,11 @@ def test_philox_matches_rng(harness, key, stream, start):
     count = 1000
     out = harness("philox", key, stream, start, count)
     u32 = np.frombuffer(out[: 4 * count], dtype="<u4")
-    u16 = np.frombuffer(out[4 * count :], dtype="<u2")
+    high = np.frombuffer(out[4 * count : 5 * count], dtype=np.uint8)
+    low = np.frombuffer(out[5 * count :], dtype=np.uint8)
     np.testing.assert_array_equal(u32, rng.random_u32(key, stream, start, count))
-    np.testing.assert_array_equal(u16, rng.random_u16(key, stream, start, count))
+    np.testing.assert_array_equal(high, rng.random_u8(key, stream, start, count))
+    np.testing.assert_array_equal(low, rng.random_u8(key, stream, start, count, base=rng.LOW_BYTES))
 
 
 def test_philox_known_answer(harness):
@@ -164,13 +166,19 @@ QUANT_CASES = [
     ("sign:bucket=512", 5000, np.float32),
     ("sign:bucket=1000", 2500, np.float64),
     ("sign:bucket=100000", 70000, np.float32),
+    # tiny scales: below 2^-64 (lifted by 2^64), subnormal float32, float64 beyond float32
+    ("qsgd:levels=3,bucket=64", 2000, np.float32, -100),
+    ("qsgd:levels=1,bucket=64", 2000, np.float32, -140),
+    ("qsgd:levels=300,bucket=128", 2000, np.float64, -70),
+    ("qsgd:levels=2,bucket=64", 500, np.float64, -1000),
 ]
 
 
-@pytest.mark.parametrize("spec,n,dtype", QUANT_CASES)
-def test_encode_decode_match_reference(harness, reference, spec, n, dtype):
+@pytest.mark.parametrize("case", QUANT_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2].__name__}")
+def test_encode_decode_match_reference(harness, reference, case):
+    spec, n, dtype, exponent = (*case, 0)[:4]
     c = compressor(spec)
-    x = _data(n, dtype, n)
+    x = (_data(n, dtype, n) * 2.0**exponent).astype(dtype)
     ref = c.encode(x, seed=(5, 9), rank=3)
     want_q = c.decode(ref)
     w = ref.header.bits

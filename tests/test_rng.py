@@ -38,18 +38,33 @@ def test_stream_layout_matches_philox(ctr, key, want):
     stream = ctr[2] | (ctr[3] << 32)
     k = key[0] | (key[1] << 32)
     assert tuple(int(v) for v in rng.random_u32(k, stream, 4 * block, 4)) == want
-    halves = rng.random_u16(k, stream, 8 * block, 8)
-    words = [int(halves[2 * i]) | (int(halves[2 * i + 1]) << 16) for i in range(4)]
+    octets = rng.random_u8(k, stream, 16 * block, 16)
+    words = [int.from_bytes(bytes(octets[4 * i : 4 * i + 4]), "little") for i in range(4)]
     assert tuple(words) == want
+    # the low-byte stream is the same generator from block 2^63 on
+    low = rng.random_u8(k, stream, 16 * block, 16, base=rng.LOW_BYTES)
+    want_low = rng.random_u32(k, stream, 4 * ((rng.LOW_BYTES + block) & rng.MASK64), 4)
+    assert bytes(low) == want_low.astype("<u4").tobytes()
+
+
+def test_dither_is_high_byte_then_low_byte():
+    key, stream = rng.derive(3, 1)
+    u = rng.dither_u16(key, stream, 5, 300)
+    high = rng.random_u8(key, stream, 5, 300).astype(np.uint16)
+    low = rng.random_u8(key, stream, 5, 300, base=rng.LOW_BYTES).astype(np.uint16)
+    np.testing.assert_array_equal(u, high * 256 + low)
+    assert u.dtype == np.uint16
 
 
 @pytest.mark.parametrize("start,count", [(0, 1), (3, 17), (5, 0), (1001, 999), (7, 8)])
 def test_slices_agree_with_longer_draw(start, count):
     key, stream = rng.derive(11, 2, 3)
     full32 = rng.random_u32(key, stream, 0, 2100)
-    full16 = rng.random_u16(key, stream, 0, 2100)
+    full8 = rng.random_u8(key, stream, 0, 2100)
+    full16 = rng.dither_u16(key, stream, 0, 2100)
     np.testing.assert_array_equal(rng.random_u32(key, stream, start, count), full32[start:][:count])
-    np.testing.assert_array_equal(rng.random_u16(key, stream, start, count), full16[start:][:count])
+    np.testing.assert_array_equal(rng.random_u8(key, stream, start, count), full8[start:][:count])
+    np.testing.assert_array_equal(rng.dither_u16(key, stream, start, count), full16[start:][:count])
 
 
 @pytest.mark.skipif(not _fused.enabled(), reason="numba fast path disabled")
@@ -61,13 +76,13 @@ def test_fused_random_u32_matches(n):
     )
 
 
-@pytest.mark.parametrize("bits", [16, 32])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 def test_uniformity_chi_square(bits):
     # 64 equal cells, 2**16 draws; under H0 the statistic is chi2(63). The bound is its
     # 1 - 1e-6 quantile, so a correct generator fails this fixed-seed test with p < 1e-6.
     n, cells = 1 << 16, 64
     key, stream = rng.derive(2024)
-    draw = rng.random_u16 if bits == 16 else rng.random_u32
+    draw = {8: rng.random_u8, 16: rng.dither_u16, 32: rng.random_u32}[bits]
     u = draw(key, stream, 0, n).astype(np.uint64)
     counts = np.bincount((u * cells >> np.uint64(bits)).astype(np.int64), minlength=cells)
     chi2 = float(((counts - n / cells) ** 2 / (n / cells)).sum())
@@ -108,7 +123,7 @@ def test_negative_start_rejected():
     with pytest.raises(ValueError):
         rng.random_u32(1, 2, -1, 3)
     with pytest.raises(ValueError):
-        rng.random_u16(1, 2, 0, -3)
+        rng.random_u8(1, 2, 0, -3)
 
 
 def test_global_numpy_rng_untouched():

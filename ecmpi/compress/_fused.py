@@ -114,10 +114,18 @@ def qsgd_encode(
     width: int,
     scales: np.ndarray,
     codes: np.ndarray,
-) -> None:
-    """Scales and packed qsgd codes of ``x`` into the payload's sections."""
+) -> int:
+    """Scales and packed qsgd codes of ``x`` into the payload's sections.
+
+    Returns the number of buckets whose float64 scale sum was not finite (a
+    NaN/Inf entry, or float64 input large enough to overflow the sum).
+    """
     k0, k1, s0, s1 = _words(key, stream)
-    _kernels().qsgd_encode(x, b, s, norm, bool(stochastic), k0, k1, s0, s1, width, scales, codes)
+    return int(
+        _kernels().qsgd_encode(
+            x, b, s, norm, bool(stochastic), k0, k1, s0, s1, width, scales, codes
+        )
+    )
 
 
 def qsgd_decode(
@@ -135,9 +143,9 @@ def qsgd_decode(
     _kernels().qsgd_decode(scales, codes, n, b, s, width, dtype == np.float32, out, bool(add))
 
 
-def sign_encode(x: np.ndarray, b: int, scales: np.ndarray, codes: np.ndarray) -> None:
-    """l1 scales and sign bits of ``x`` into the payload's sections."""
-    _kernels().sign_encode(x, b, scales, codes)
+def sign_encode(x: np.ndarray, b: int, scales: np.ndarray, codes: np.ndarray) -> int:
+    """l1 scales and sign bits of ``x``; returns the count of non-finite scale sums."""
+    return int(_kernels().sign_encode(x, b, scales, codes))
 
 
 def sign_decode(

@@ -7,19 +7,20 @@ Every kernel produces exactly the bytes of the NumPy reference in
 
 1. computes the scales of the buckets the tile reaches (so the bucket is read
    from memory once and quantized while it is still in cache),
-2. draws the tile's Philox-4x32-10 blocks in a branch-free loop that LLVM
-   vectorizes (32x32->64-bit products become ``vpmuludq``),
-3. quantizes with a multiplication by ``65536 s / r`` instead of a division
-   (see :func:`_quantize_f64` for the proof that this gives the same codes
-   except near rounding boundaries, which are redone exactly), and
+2. draws the tile's Philox-4x32-10 blocks (16 high bytes each) in a
+   branch-free loop that LLVM vectorizes (32x32->64-bit products become ``vpmuludq``),
+3. quantizes in float32 (the definition's arithmetic) from the high random
+   byte of each entry, and draws the low byte only for the one entry in 256
+   whose level it decides (:func:`_quantize`, :func:`_finish_ties`), and
 4. packs the codes.
+
+The scale pass also counts buckets whose float64 sum is not finite, so the
+caller can skip a separate ``numpy.isfinite`` pass over finite input.
 
 No ``fastmath`` (it would change bits) and no ``parallel`` (one core).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit
@@ -41,47 +42,46 @@ _PM1 = np.uint64(0xCD9E8D57)
 _W0_32 = np.uint32(0x9E3779B9)
 _W1_32 = np.uint32(0xBB67AE85)
 
-#: relative error allowance of the reciprocal path, 8 u with u = 2^-53 (proof in _quantize_f64)
-_REL = 2.0**-50
-#: below this ``T'`` an intermediate of either path may be subnormal: redo exactly
-_TINY = 2.0**-800
-#: the same for the float32 path (float32 rounding: 2^-24)
-_REL32 = 2.0**-21
-_TINY32 = 2.0**-100
-#: the float32 path needs ``65536 s <= 2^24`` (exact integers) and a scale of at least
-_MIN_R32 = 2.0**-90
-#: largest s of the float32 path: flagged entries grow like s (about 0.2 % per level at b = 512)
-_MAX_S32 = 8
+#: first Philox block of the low-byte stream (ecmpi.rng.LOW_BYTES)
+_LOW_BYTES = np.uint64(1 << 63)
+#: scales below this are lifted by 2^64 before s / r (ecmpi.compress.quantize.TINY_SCALE)
+_TINY = np.float32(2.0**-64)
 
 _opts = {"cache": True, "error_model": "numpy"}
 
 
+@njit(inline="always")
+def _philox(blk, s0, s1, k0, k1):
+    """Philox-4x32-10 of the counter ``(blk lo, blk hi, s0, s1)`` and key ``(k0, k1)``."""
+    c0 = np.uint32(blk & _M32)
+    c1 = np.uint32(blk >> _S32)
+    c2 = np.uint32(s0)
+    c3 = np.uint32(s1)
+    kk0 = np.uint32(k0)
+    kk1 = np.uint32(k1)
+    for _ in range(10):
+        p0 = np.uint64(c0) * _PM0
+        p1 = np.uint64(c2) * _PM1
+        n0 = np.uint32(p1 >> _S32) ^ c1 ^ kk0
+        n2 = np.uint32(p0 >> _S32) ^ c3 ^ kk1
+        c1 = np.uint32(p1)
+        c3 = np.uint32(p0)
+        c0 = n0
+        c2 = n2
+        kk0 = np.uint32(kk0 + _W0_32)
+        kk1 = np.uint32(kk1 + _W1_32)
+    return c0, c1, c2, c3
+
+
 @njit(**_opts)
 def _blocks(words, blk0, nblk, s0, s1, k0, k1):
-    """Philox-4x32-10 blocks ``blk0 .. blk0+nblk-1`` into ``words[4j .. 4j+3]``.
+    """Philox blocks ``blk0 .. blk0+nblk-1`` into ``words[4j .. 4j+3]``.
 
     32-bit lanes; each product is a 32x32->64-bit multiply, so the loop over
     blocks vectorizes (vpmuludq).
     """
     for j in range(nblk):
-        blk = np.uint64(blk0 + j)
-        c0 = np.uint32(blk & _M32)
-        c1 = np.uint32(blk >> _S32)
-        c2 = np.uint32(s0)
-        c3 = np.uint32(s1)
-        kk0 = np.uint32(k0)
-        kk1 = np.uint32(k1)
-        for _ in range(10):
-            p0 = np.uint64(c0) * _PM0
-            p1 = np.uint64(c2) * _PM1
-            n0 = np.uint32(p1 >> _S32) ^ c1 ^ kk0
-            n2 = np.uint32(p0 >> _S32) ^ c3 ^ kk1
-            c1 = np.uint32(p1)
-            c3 = np.uint32(p0)
-            c0 = n0
-            c2 = n2
-            kk0 = np.uint32(kk0 + _W0_32)
-            kk1 = np.uint32(kk1 + _W1_32)
+        c0, c1, c2, c3 = _philox(np.uint64(blk0 + j), s0, s1, k0, k1)
         words[4 * j] = c0
         words[4 * j + 1] = c1
         words[4 * j + 2] = c2
@@ -89,35 +89,16 @@ def _blocks(words, blk0, nblk, s0, s1, k0, k1):
 
 
 @njit(**_opts)
-def _blocks16(half, blk0, nblk, s0, s1, k0, k1):
-    """As :func:`_blocks`, split into 16-bit halves (low first): 8 draws per block."""
-    for j in range(nblk):
-        blk = np.uint64(blk0 + j)
-        c0 = np.uint32(blk & _M32)
-        c1 = np.uint32(blk >> _S32)
-        c2 = np.uint32(s0)
-        c3 = np.uint32(s1)
-        kk0 = np.uint32(k0)
-        kk1 = np.uint32(k1)
-        for _ in range(10):
-            p0 = np.uint64(c0) * _PM0
-            p1 = np.uint64(c2) * _PM1
-            n0 = np.uint32(p1 >> _S32) ^ c1 ^ kk0
-            n2 = np.uint32(p0 >> _S32) ^ c3 ^ kk1
-            c1 = np.uint32(p1)
-            c3 = np.uint32(p0)
-            c0 = n0
-            c2 = n2
-            kk0 = np.uint32(kk0 + _W0_32)
-            kk1 = np.uint32(kk1 + _W1_32)
-        half[8 * j] = np.uint16(c0 & 0xFFFF)
-        half[8 * j + 1] = np.uint16(c0 >> 16)
-        half[8 * j + 2] = np.uint16(c1 & 0xFFFF)
-        half[8 * j + 3] = np.uint16(c1 >> 16)
-        half[8 * j + 4] = np.uint16(c2 & 0xFFFF)
-        half[8 * j + 5] = np.uint16(c2 >> 16)
-        half[8 * j + 6] = np.uint16(c3 & 0xFFFF)
-        half[8 * j + 7] = np.uint16(c3 >> 16)
+def _blocks_at(words, at, nt, t0, s0, s1, k0, k1):
+    """Low-byte blocks of the entries ``t0 + at[q]``, ``q < nt``: block
+    ``LOW_BYTES + (t0 + at[q]) // 16`` into ``words[4q .. 4q+3]``."""
+    for q in range(nt):
+        blk = _LOW_BYTES + np.uint64((t0 + at[q]) // 16)
+        c0, c1, c2, c3 = _philox(blk, s0, s1, k0, k1)
+        words[4 * q] = c0
+        words[4 * q + 1] = c1
+        words[4 * q + 2] = c2
+        words[4 * q + 3] = c3
 
 
 @njit(**_opts)
@@ -147,7 +128,8 @@ def _sq(v):
 
 @njit(**_opts)
 def _bucket_scale(x, lo, hi, norm, buf, width):
-    """Scale of ``x[lo:hi]``; norm 0 = l2, 1 = linf, 2 = l1 (see buckets.py).
+    """Scale of ``x[lo:hi]`` in float64 (rounded to float32 by the caller); norm 0 = l2,
+    1 = linf, 2 = l1 (see buckets.py).
 
     Tree sums (l2, l1) of a full bucket (``hi - lo == width >= 8``) fuse the
     squares (absolute values) and the first three levels into one pass:
@@ -164,7 +146,7 @@ def _bucket_scale(x, lo, hi, norm, buf, width):
             a = abs(np.float64(xs[j]))
             mx = a if a > mx else mx
             nan |= a != a
-        return np.float32(np.nan if nan else mx)
+        return np.nan if nan else mx
     if m == width and width >= 8:
         e = width // 8
         if norm == 0:
@@ -198,151 +180,137 @@ def _bucket_scale(x, lo, hi, norm, buf, width):
             buf[j] = 0.0
         t = _tree_levels(buf, width // 2)
     if norm == 0:
-        return np.float32(np.sqrt(t))
-    return np.float32(t / np.float64(m))
+        return np.sqrt(t)
+    return t / np.float64(m)
 
 
 @njit(**_opts)
 def _scales(x, b, norm, scales):
-    """Every bucket's scale (one pass)."""
+    """Every bucket's scale (one pass); returns how many were not finite before rounding."""
     n = x.shape[0]
     width = 1
     while width < min(b, n):
         width *= 2
     buf = np.empty(width, dtype=np.float64)
+    bad = 0
     for k in range(scales.shape[0]):
         lo = k * b
-        scales[k] = _bucket_scale(x, lo, min(lo + b, n), norm, buf, width)
+        v = _bucket_scale(x, lo, min(lo + b, n), norm, buf, width)
+        scales[k] = np.float32(v)
+        bad += not (v < np.inf)
+    return bad
 
 
 # -- qsgd quantization -----------------------------------------------------------------
 
 
 @njit(**_opts)
-def _quantize_f64(x, lo, hi, t0, q65, kf, sf, us, ct, bad, stochastic):
-    """Codes of ``x[lo:hi]`` (one bucket, scale ``r`` finite and > 0) by a multiplication.
+def _quantize(x, lo, hi, t0, q, ks, hb, ct, tie, tt):
+    """Stochastic codes of ``x[lo:hi]`` (one bucket) from the high random bytes, float32.
 
-    The definition computes ``p = min(fl(fl(a*s)/r), s)`` with ``a = |x_i|`` and
-    the level depends on ``T = 65536 p`` alone. Stochastic rounding gives
-    ``L = #{m >= 0 : 65536 m + u < T}``, which depends only on ``C = ceil(T)``:
-    ``L = floor((C - 1 - u) / 65536) + 1``; round to nearest gives
-    ``L = #{m >= 0 : 65536 m + 32768 <= T} = floor((F - 32768) / 65536) + 1``
-    with ``F = floor(T)``. (``T = 0`` gives ``L = 0``; ``T >= 65536 s``, which
-    the clamp turns into ``65536 s``, gives ``L = s``.)
-
-    Here ``T' = fl(a * q65)`` with ``q65 = fl(s/r) * 65536`` (scaling by a power
-    of two is exact). With ``u = 2^-53`` and every intermediate normal, each
-    path rounds twice: ``T = 65536 (a s / r)(1+e1)(1+e2)``, ``T' = 65536 (a s /
-    r)(1+d1)(1+d2)``, ``|e|, |d| <= u``, so ``|T' - T| <= ((1+u)^2/(1-u)^2 - 1) T
-    < 4.01 u T``. ``tl = fl(T' (1 - 8u))`` and ``th = fl(T' (1 + 8u))`` (one
-    more rounding each) bracket every such ``T``; ceil (floor) is monotone, so
-    where ``ceil(tl) == ceil(th)`` that value is ``ceil(T)`` and the level is
-    the definition's. Other entries are flagged in ``bad`` and redone by
-    :func:`_quantize_exact`, as are those with ``0 < T' < 2^-800`` (an
-    intermediate could be subnormal there and the relative bounds fail).
-    ``a = 0`` gives ``T = T' = 0`` exactly. ``T'`` may overflow to inf only when
-    ``T`` exceeds ``65536 s`` too. Scales are float32, so ``q65`` is normal.
-
-    Returns the number of flagged entries.
+    ``T = min(fl32(a q), 65536 s)`` as in docs/compressors.md, for a bucket whose
+    scale is finite, ``>= 2^-64`` (no lift) and ``s <= 255``. The level is
+    ``l(u) = floor((C + 65535 - u) / 65536)`` with ``C = ceil(T)`` and ``u = 256 h
+    + g``; ``l`` does not increase with ``u``, so where ``l(256 h + 255) ==
+    l(256 h)`` the high byte ``h`` alone decides it. The others (``256 h < C <=
+    256 h + 255``: one entry in 256) are flagged in ``tie``, with ``T`` kept in
+    ``tt``, and finished by :func:`_finish_ties`. Every value here is an integer
+    below ``65536 s + 65536 <= 2^24``, so the float32 arithmetic is exact.
     """
-    nbad = 0
-    lo_, hi_ = 1.0 - _REL, 1.0 + _REL
     xs = x[lo:hi]
-    u = us[lo - t0 : hi - t0]
+    hs = hb[lo - t0 : hi - t0]
     c = ct[lo - t0 : hi - t0]
-    bd = bad[lo - t0 : hi - t0]
-    for j in range(hi - lo):
-        xv = np.float64(xs[j])
-        a = abs(xv)
-        t = a * q65
-        tl = min(t * lo_, kf)
-        th = min(t * hi_, kf)
-        if stochastic:
-            ch = np.ceil(th)
-            flag = (np.ceil(tl) != ch) | ((t < _TINY) & (a != 0.0))
-            lev = np.floor((ch - (np.float64(u[j]) + 1.0)) * 2.0**-16) + 1.0
-        else:
-            ch = np.floor(th)
-            flag = (np.floor(tl) != ch) | ((t < _TINY) & (a != 0.0))
-            lev = np.floor((ch - 32768.0) * 2.0**-16) + 1.0
-        c[j] = np.int32(sf + math.copysign(lev, xv))
-        bd[j] = flag
-        nbad += np.int32(flag)
-    return nbad
-
-
-@njit(**_opts)
-def _quantize_f32(x, lo, hi, t0, q65, kf, sf, us, ct, bad, stochastic):
-    """As :func:`_quantize_f64` in float32 arithmetic (float32 input, ``65536 s <= 2^24``).
-
-    ``q = fl32(fl(s/r) * 65536)`` and ``T' = fl32(a q)``: three roundings of at
-    most ``2^-24`` and ``2^-53`` each against the definition's two of ``2^-53``,
-    so ``|T' - T| < 1.01 * 2^-23 T``. ``tl = fl32(T' (1 - 2^-21))`` and ``th =
-    fl32(T' (1 + 2^-21))`` bracket ``T`` (margins ``>= 3.4 * 2^-23``); the
-    same ceil/floor test as in float64 decides. Integers up to ``2^24`` are
-    exact in float32, so ``C - 1 - u`` is exact. The caller keeps ``r >=
-    2^-90`` so ``q`` is finite; ``0 < T' < 2^-100`` is flagged (subnormal
-    range).
-    """
-    nbad = 0
-    q = np.float32(q65)
-    k = np.float32(kf)
-    s32 = np.float32(sf)
-    lo_, hi_ = np.float32(1.0 - _REL32), np.float32(1.0 + _REL32)
-    tiny = np.float32(_TINY32)
+    td = tie[lo - t0 : hi - t0]
+    ts = tt[lo - t0 : hi - t0]
+    s = ks * np.float32(2.0**-16)
+    top = np.float32(65535.0)
+    k256 = np.float32(256.0)
+    k255 = np.float32(255.0)
     inv = np.float32(2.0**-16)
-    one = np.float32(1.0)
-    half = np.float32(32768.0)
     zero = np.float32(0.0)
-    xs = x[lo:hi]
-    u = us[lo - t0 : hi - t0]
-    c = ct[lo - t0 : hi - t0]
-    bd = bad[lo - t0 : hi - t0]
     for j in range(hi - lo):
-        xv = xs[j]
-        a = abs(xv)
-        t = a * q
-        tl = min(t * lo_, k)
-        th = min(t * hi_, k)
-        if stochastic:
-            ch = np.ceil(th)
-            flag = (np.ceil(tl) != ch) | ((t < tiny) & (a != zero))
-            lev = np.floor((ch - (np.float32(u[j]) + one)) * inv) + one
-        else:
-            ch = np.floor(th)
-            flag = (np.floor(tl) != ch) | ((t < tiny) & (a != zero))
-            lev = np.floor((ch - half) * inv) + one
-        c[j] = np.int32(s32 + math.copysign(lev, xv))
-        bd[j] = flag
-        nbad += np.int32(flag)
-    return nbad
+        xv = np.float32(xs[j])
+        t = min(abs(xv) * q, ks)
+        ts[j] = t
+        base = np.ceil(t) + (top - np.float32(hs[j]) * k256)
+        lev = np.floor((base - k255) * inv)
+        c[j] = np.int32(s + lev if xv >= zero else s - lev)
+        td[j] = lev != np.floor(base * inv)
 
 
 @njit(**_opts)
-def _quantize_exact(x, scales, b, t0, t1, sf, s, stochastic, us, ct, bad):
-    """The definition, for the entries flagged by :func:`_quantize_f64` or ``_f32``.
+def _quantize_wide(x, lo, hi, t0, lift, q, ks, hb, ct, tie, tt):
+    """:func:`_quantize` in int64, for any ``s`` and for tiny scales (``lift = 2^64``)."""
+    xs = x[lo:hi]
+    hs = hb[lo - t0 : hi - t0]
+    c = ct[lo - t0 : hi - t0]
+    td = tie[lo - t0 : hi - t0]
+    ts = tt[lo - t0 : hi - t0]
+    s = np.int64(ks * np.float32(2.0**-16))
+    for j in range(hi - lo):
+        xv = np.float32(xs[j])
+        t = min(abs(xv) * lift * q, ks)
+        ts[j] = t
+        base = np.int64(np.ceil(t)) + 65535 - 256 * np.int64(hs[j])
+        lev = (base - 255) >> 16
+        c[j] = s + lev if xv >= 0 else s - lev
+        td[j] = lev != base >> 16
 
-    Flags are scanned eight at a time (``bad`` viewed as uint64 words).
+
+@njit(**_opts)
+def _quantize_nearest(x, lo, hi, lift, q, ks, ct):
+    """Round-to-nearest codes of ``x[lo:hi]``: ``l = (floor(T) + 32768) >> 16``."""
+    xs = x[lo:hi]
+    s = np.int64(ks * np.float32(2.0**-16))
+    for j in range(hi - lo):
+        xv = np.float32(xs[j])
+        t = min(abs(xv) * lift * q, ks)
+        lev = (np.int64(np.floor(t)) + 32768) >> 16
+        ct[j] = s + lev if xv >= 0 else s - lev
+
+
+@njit(**_opts)
+def _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1):
+    """Codes of the flagged entries: draw the low byte ``g`` and take ``l(256 h + g)``.
+
+    Flags are scanned 32 at a time (``tie`` viewed as uint64 words; flags left
+    beyond ``m`` by an earlier tile are skipped by the bound on ``j``); the low
+    bytes of all flagged entries are drawn in one vectorized Philox loop
+    (:func:`_blocks_at`).
     """
-    words = bad.view(np.uint64)
-    for w in range((t1 - t0 + 7) // 8):
-        if words[w] == 0:
+    words = tie.view(np.uint64)
+    nt = 0
+    for g in range((m + 31) // 32):  # 32 flags per test: one entry in 256 is flagged
+        w0 = 4 * g
+        if words[w0] | words[w0 + 1] | words[w0 + 2] | words[w0 + 3] == 0:
             continue
-        for j in range(8 * w, min(8 * w + 8, t1 - t0)):
-            if not bad[j]:
+        for w in range(w0, w0 + 4):
+            if words[w] == 0:
                 continue
-            i = t0 + j
-            xv = np.float64(x[i])
-            r = np.float64(scales[i // b])
-            p = min((abs(xv) * sf) / r, sf)
-            lev = np.floor(p)
-            f = p - lev
-            if stochastic:
-                lev += 1.0 if np.float64(us[j]) < f * 65536.0 else 0.0
-            else:
-                lev += 1.0 if f >= 0.5 else 0.0
-            lv = np.int32(lev)
-            ct[j] = s + lv if xv >= 0 else s - lv
+            for j in range(8 * w, min(8 * w + 8, m)):
+                if tie[j]:
+                    at[nt] = j
+                    nt += 1
+    if nt == 0:
+        return
+    _blocks_at(low, at, nt, t0, s0, s1, k0, k1)
+    bytes_ = low.view(np.uint8)
+    for q in range(nt):
+        j = at[q]
+        i = t0 + j
+        g = np.int64(bytes_[16 * q + i % 16])
+        u = np.int64(hb[j]) * 256 + g
+        lev = (np.int64(np.ceil(tt[j])) + 65535 - u) >> 16
+        ct[j] = s + lev if x[i] >= 0 else s - lev
+
+
+@njit(inline="always")
+def _bucket_factors(r, s):
+    """``(lift, q)`` of a bucket's float32 scale ``r`` (finite, > 0): ``q = fl32(s/r') * 65536``."""
+    lift = np.float32(1.0)
+    if r < _TINY:
+        lift = np.float32(2.0**64)
+    return lift, (np.float32(s) / (r * lift)) * np.float32(65536.0)
 
 
 @njit(**_opts)
@@ -386,58 +354,64 @@ def _pack_tile(ct, m, width, codes, byte0):
 
 
 @njit(**_opts)
-def _qsgd_tiles(x, b, s, norm, stochastic, f32, k0, k1, s0, s1, width, scales, codes, ct):
+def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes, ct):
     n = x.shape[0]
-    sf = np.float64(s)
-    kf = sf * 65536.0
+    ks = np.float32(65536.0 * s)
     bw = 1
     while bw < min(b, n):
         bw *= 2
     buf = np.empty(bw, dtype=np.float64)
-    us = np.full(TILE, 32768, dtype=np.uint16)  # round to nearest: u = 1/2
-    bad = np.zeros(TILE, dtype=np.uint8)
+    words = np.zeros(TILE // 4, dtype=np.uint32)
+    hb = words.view(np.uint8)  # byte j: the high byte of entry t0 + j
+    tie = np.zeros(TILE, dtype=np.uint8)
+    tt = np.zeros(TILE, dtype=np.float32)  # T of each entry, for the ties
+    at = np.zeros(TILE, dtype=np.int64)
+    low = np.zeros(4 * TILE, dtype=np.uint32)
     knext = 0
+    nonfinite = 0
     for t0 in range(0, n, TILE):
         t1 = min(t0 + TILE, n)
         m = t1 - t0
         klast = (t1 - 1) // b
         while knext <= klast:  # scales of the buckets this tile reaches (still in cache)
             lo = knext * b
-            scales[knext] = _bucket_scale(x, lo, min(lo + b, n), norm, buf, bw)
+            v = _bucket_scale(x, lo, min(lo + b, n), norm, buf, bw)
+            scales[knext] = np.float32(v)
+            nonfinite += not (v < np.inf)
             knext += 1
         if stochastic:
-            _blocks16(us, t0 // 8, (m + 7) // 8, s0, s1, k0, k1)
-        nbad = 0
+            _blocks(words, t0 // 16, (m + 15) // 16, s0, s1, k0, k1)
         i = t0
         while i < t1:
             k = i // b
             hi = min((k + 1) * b, t1)
-            r = np.float64(scales[k])
-            if r > 0.0 and r < np.inf:
-                q65 = (sf / r) * 65536.0
-                if f32 and r >= _MIN_R32:
-                    nbad += _quantize_f32(x, i, hi, t0, q65, kf, sf, us, ct, bad, stochastic)
+            r = scales[k]
+            if r > 0 and r < np.inf:
+                lift, q = _bucket_factors(r, s)
+                if not stochastic:
+                    _quantize_nearest(x, i, hi, lift, q, ks, ct[i - t0 : hi - t0])
+                elif s <= 255 and lift == 1:
+                    _quantize(x, i, hi, t0, q, ks, hb, ct, tie, tt)
                 else:
-                    nbad += _quantize_f64(x, i, hi, t0, q65, kf, sf, us, ct, bad, stochastic)
+                    _quantize_wide(x, i, hi, t0, lift, q, ks, hb, ct, tie, tt)
             else:  # zero or non-finite scale: level 0
-                for j in range(i - t0, hi - t0):
-                    ct[j] = s
-                    bad[j] = 0
+                ct[i - t0 : hi - t0] = s
+                tie[i - t0 : hi - t0] = 0
             i = hi
-        if nbad:
-            _quantize_exact(x, scales, b, t0, t1, sf, s, stochastic, us, ct, bad)
+        if stochastic:
+            _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1)
         ct[m : m + 8] = 0
         _pack_tile(ct, m, width, codes, (t0 // 8) * width)
+    return nonfinite
 
 
 @njit(**_opts)
-def _qsgd_encode(x, b, s, norm, stochastic, f32, k0, k1, s0, s1, width, scales, codes):
+def _qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes):
     if width <= 8:
         ct8 = np.zeros(TILE + 8, dtype=np.uint8)
-        _qsgd_tiles(x, b, s, norm, stochastic, f32, k0, k1, s0, s1, width, scales, codes, ct8)
-    else:
-        ct16 = np.zeros(TILE + 8, dtype=np.uint16)
-        _qsgd_tiles(x, b, s, norm, stochastic, f32, k0, k1, s0, s1, width, scales, codes, ct16)
+        return _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes, ct8)
+    ct16 = np.zeros(TILE + 8, dtype=np.uint16)
+    return _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes, ct16)
 
 
 # -- qsgd decoding ---------------------------------------------------------------------
@@ -472,9 +446,10 @@ def _unpack_tile(codes, byte0, m, width, ct):
 
 
 @njit(**_opts)
-def _dequantize(ct, r, sf, s, out, add, f32):
+def _dequantize(ct, w, sf, out, add, f32):
+    """``y = (c - s) * w`` in float64 with ``w = r / s`` (rounded to float32 when ``f32``)."""
     for j in range(out.shape[0]):
-        y = (r * np.float64(ct[j] - s)) / sf
+        y = (np.float64(ct[j]) - sf) * w
         if f32:
             y = np.float64(np.float32(y))
         if add:
@@ -494,7 +469,8 @@ def _qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
         while i < t1:
             k = i // b
             hi = min((k + 1) * b, t1)
-            _dequantize(ct[i - t0 : hi - t0], np.float64(scales[k]), sf, s, out[i:hi], add, f32)
+            w = np.float64(scales[k]) / sf
+            _dequantize(ct[i - t0 : hi - t0], w, sf, out[i:hi], add, f32)
             i = hi
 
 
@@ -504,7 +480,7 @@ def _qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
 @njit(**_opts)
 def _sign_encode(x, b, scales, codes):
     n = x.shape[0]
-    _scales(x, b, 2, scales)
+    nonfinite = _scales(x, b, 2, scales)
     full = n // 8
     for j in range(full):
         acc = 0
@@ -516,20 +492,31 @@ def _sign_encode(x, b, scales, codes):
         for i in range(full * 8, n):
             acc |= (1 if x[i] >= 0 else 0) << (i - full * 8)
         codes[full] = np.uint8(acc)
+    return nonfinite
+
+
+@njit(**_opts)
+def _signs(ct, r, out, add):
+    for j in range(out.shape[0]):
+        y = r if ct[j] else -r
+        if add:
+            out[j] = out[j] + y
+        else:
+            out[j] = y
 
 
 @njit(**_opts)
 def _sign_decode(scales, codes, n, b, out, add):
-    for k in range(scales.shape[0]):
-        lo = k * b
-        hi = min(lo + b, n)
-        r = np.float64(scales[k])
-        for i in range(lo, hi):
-            y = r if (codes[i >> 3] >> (i & 7)) & 1 else -r
-            if add:
-                out[i] = out[i] + y
-            else:
-                out[i] = y
+    ct = np.zeros(TILE + 8, dtype=np.int32)
+    for t0 in range(0, n, TILE):
+        t1 = min(t0 + TILE, n)
+        _unpack_tile(codes, t0 // 8, t1 - t0, 1, ct)
+        i = t0
+        while i < t1:
+            k = i // b
+            hi = min((k + 1) * b, t1)
+            _signs(ct[i - t0 : hi - t0], np.float64(scales[k]), out[i:hi], add)
+            i = hi
 
 
 # -- entry points (argument conversion only) -------------------------------------------
@@ -541,9 +528,12 @@ def random_u32(n, k0, k1, s0, s1):
 
 
 def qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes):
-    """Scales and packed qsgd codes of ``x`` into the payload's sections."""
-    f32 = x.dtype == np.float32 and s <= _MAX_S32
-    _qsgd_encode(x, b, s, norm, stochastic, f32, k0, k1, s0, s1, width, scales, codes)
+    """Scales and packed qsgd codes of ``x`` into the payload's sections.
+
+    Returns the number of buckets whose scale was not finite before rounding
+    (0 for finite float32 input).
+    """
+    return _qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes)
 
 
 def qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
@@ -552,8 +542,8 @@ def qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
 
 
 def sign_encode(x, b, scales, codes):
-    """l1 scales and sign bits."""
-    _sign_encode(x, b, scales, codes)
+    """l1 scales and sign bits; returns the count of non-finite scale sums."""
+    return _sign_encode(x, b, scales, codes)
 
 
 def sign_decode(scales, codes, n, b, out, add):

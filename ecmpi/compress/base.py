@@ -185,15 +185,26 @@ class Compressor(ABC):
             raise ValueError(f"{self.name}: input is empty")
         if x.dtype not in (np.float32, np.float64):
             raise TypeError(f"{self.name}: input dtype must be float32 or float64, got {x.dtype}")
-        if self.check_finite and not bool(xp.isfinite(x).all()):
+        if self.check_finite and not self._kernel_checks_finite(x):
+            self._require_finite(x)
+        if not x.flags.c_contiguous:
+            x = xp.ascontiguousarray(x)
+        return x
+
+    def _kernel_checks_finite(self, x: Any) -> bool:
+        """True when ``_encode`` itself sees every NaN/Inf of ``x`` (and then calls
+        :meth:`_require_finite`), so the separate pass over ``x`` can be skipped."""
+        return False
+
+    def _require_finite(self, x: Any) -> None:
+        """ValueError naming the count of NaN/Inf entries of ``x``, if any."""
+        xp = array_module(x)
+        if not bool(xp.isfinite(x).all()):
             bad = int((~xp.isfinite(x)).sum())
             raise ValueError(
                 f"{self.name}: input holds {bad} NaN/Inf entries "
                 "(pass check_finite=False to compress them anyway)"
             )
-        if not x.flags.c_contiguous:
-            x = xp.ascontiguousarray(x)
-        return x
 
     def check_payload(self, payload: Payload) -> None:
         """Raise ValueError unless ``payload`` was made by a compressor equal to this one."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import is_device_array
-from ..rng import SeedLike, derive, random_u16
+from ..rng import SeedLike, derive, dither_u16
 from . import _fused
 from .base import Compressor, check_bool, check_int, gpu_driver, register
 from .buckets import NORMS, bucket_scales, num_buckets
@@ -37,6 +37,7 @@ __all__ = [
     "TernGrad",
     "code_width",
     "qsgd_codes_reference",
+    "qsgd_targets_reference",
     "qsgd_values_reference",
     "sign_codes_reference",
     "sign_values_reference",
@@ -54,11 +55,36 @@ def code_width(levels: int) -> int:
     return int(2 * levels).bit_length()
 
 
-def _expand(scales: np.ndarray, b: int, n: int) -> np.ndarray:
-    """float64 scale of every entry."""
-    return (
-        np.repeat(scales.astype(np.float64), b)[:n] if b < n else np.full(n, np.float64(scales[0]))
-    )
+def _expand(scales: np.ndarray, b: int, n: int, dtype: Any = np.float64) -> np.ndarray:
+    """The scale of every entry, in ``dtype``."""
+    scales = scales.astype(dtype)
+    return np.repeat(scales, b)[:n] if b < n else np.full(n, scales[0])
+
+
+#: scales below this are multiplied by 2**64 (with the magnitudes) before ``s / r``
+TINY_SCALE = np.float32(2.0**-64)
+
+
+def qsgd_targets_reference(x: np.ndarray, scales: np.ndarray, levels: int, b: int) -> np.ndarray:
+    """``T_i = min(fl32(a_i * Q), 65536 s)``: 65536 times the entry's level, float32.
+
+    ``a_i = float32(|x_i|)``, ``Q = float32(s / r) * 65536`` with ``r`` the
+    bucket's float32 scale; where ``r < 2^-64`` both ``a_i`` and ``r`` are first
+    multiplied by ``2^64`` (exact), so ``s / r`` stays finite. Buckets whose
+    scale is zero or not finite get ``T = 0``.
+    """
+    n = x.shape[0]
+    r = _expand(scales, b, n, np.float32)
+    ok = (r > 0) & np.isfinite(r)
+    tiny = r < TINY_SCALE
+    lift = np.float32(2.0**64)
+    with np.errstate(over="ignore", invalid="ignore"):  # masked entries only
+        a = np.abs(x).astype(np.float32)
+        a = np.where(tiny, a * lift, a)
+        r = np.where(ok, np.where(tiny, r * lift, r), np.float32(1.0))
+        q = (np.float32(levels) / r) * np.float32(65536.0)
+        t = np.minimum(a * q, np.float32(65536.0 * levels))
+    return np.where(ok, t, np.float32(0.0))
 
 
 def qsgd_codes_reference(
@@ -72,34 +98,26 @@ def qsgd_codes_reference(
 ) -> np.ndarray:
     """qsgd codes ``c = s + sign(x_i) * l`` (uint16), as in docs/compressors.md.
 
-    ``p = min((|x_i| * s) / r, s)``, ``l = floor(p)`` plus one with probability
-    ``frac(p)`` (``u16 < frac(p) * 65536``) or when ``frac(p) >= 0.5``
-    (deterministic); ``l = 0`` where the scale ``r`` is zero or not finite.
+    With ``T`` from :func:`qsgd_targets_reference`: stochastic rounding gives
+    ``l = #{m >= 0 : 65536 m + u_i < T} = (ceil(T) + 65535 - u_i) >> 16`` with
+    the 16-bit draw ``u_i`` of :func:`ecmpi.rng.dither_u16`, so ``P(l = k+1) =
+    frac(T / 65536)`` up to ``2^-16``; round to nearest gives ``l = (floor(T) +
+    32768) >> 16``.
     """
-    n = x.shape[0]
-    s = float(levels)
-    r = _expand(scales, b, n)
-    ok = (r > 0) & np.isfinite(r)
-    ax = np.abs(x.astype(np.float64))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.minimum((ax * s) / np.where(ok, r, 1.0), s)
-    p = np.where(ok & np.isfinite(p), p, 0.0)
-    lev = np.floor(p)
-    frac = p - lev
+    t = qsgd_targets_reference(x, scales, levels, b)
     if stochastic:
-        u = random_u16(key, stream, 0, n)
-        lev += u < frac * 65536.0
+        u = dither_u16(key, stream, 0, x.shape[0]).astype(np.int64)
+        lev = (np.ceil(t).astype(np.int64) + 65535 - u) >> 16
     else:
-        lev += frac >= 0.5
-    lev = np.minimum(lev, s).astype(np.int32)
+        lev = (np.floor(t).astype(np.int64) + 32768) >> 16
     codes = np.where(x >= 0, levels + lev, levels - lev)
     return codes.astype(np.uint16)
 
 
 def qsgd_values_reference(codes: np.ndarray, scales: np.ndarray, levels: int, b: int) -> np.ndarray:
-    """Decoded float64 values ``(r * (c - s)) / s``."""
+    """Decoded float64 values ``(c - s) * (r / s)``."""
     m = codes.astype(np.int64) - levels
-    return (_expand(scales, b, codes.shape[0]) * m) / float(levels)
+    return m * (_expand(scales, b, codes.shape[0]) / float(levels))
 
 
 def sign_codes_reference(x: np.ndarray) -> np.ndarray:
@@ -121,7 +139,24 @@ def _store(out: Any, values: np.ndarray, add: bool) -> None:
         out[:] = values
 
 
-class _DecodesInPlace(Compressor):
+class _FusedScales(Compressor):
+    """Codecs whose fused CPU encoder computes float64 bucket sums of every entry.
+
+    A NaN/Inf entry makes its bucket's sum non-finite, so the kernel's count of
+    non-finite sums replaces the separate ``isfinite`` pass; a positive count
+    (which float64 input can also reach by overflowing the sum) is checked
+    exactly by :meth:`_require_finite`.
+    """
+
+    def _kernel_checks_finite(self, x: Any) -> bool:
+        return _fused.enabled() and not is_device_array(x)
+
+    def _after_kernel(self, x: Any, nonfinite: int) -> None:
+        if nonfinite and self.check_finite:
+            self._require_finite(x)
+
+
+class _DecodesInPlace(_FusedScales):
     """Codecs whose CPU decoder writes into, or adds onto, the output (``_decode_host``).
 
     ``decode_add`` then needs no temporary vector. On a device the CuPy driver
@@ -246,7 +281,7 @@ class QSGD(_DecodesInPlace):
         key, stream = derive(seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         if _fused.enabled():
-            _fused.qsgd_encode(
+            nonfinite = _fused.qsgd_encode(
                 x,
                 self.bucket,
                 self.levels,
@@ -258,6 +293,7 @@ class QSGD(_DecodesInPlace):
                 p.scales,
                 p.codes,
             )
+            self._after_kernel(x, nonfinite)
             return p
         scales = bucket_scales(x, self.bucket, self.norm)
         p.scales[:] = scales
@@ -345,7 +381,7 @@ class Sign(_DecodesInPlace):
             return gpu_driver("sign_encode")(self, x, seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         if _fused.enabled():
-            _fused.sign_encode(x, self.bucket, p.scales, p.codes)
+            self._after_kernel(x, _fused.sign_encode(x, self.bucket, p.scales, p.codes))
             return p
         p.scales[:] = bucket_scales(x, self.bucket, "l1")
         pack_bits(sign_codes_reference(x), 1, out=p.codes)
