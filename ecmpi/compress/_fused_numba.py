@@ -44,6 +44,8 @@ _W1_32 = np.uint32(0xBB67AE85)
 
 #: first Philox block of the low-byte stream (ecmpi.rng.LOW_BYTES)
 _LOW_BYTES = np.uint64(1 << 63)
+#: compare uint64 with uint64 (a uint64 against an int literal goes through float64)
+_ZERO64 = np.uint64(0)
 #: scales below this are lifted by 2^64 before s / r (ecmpi.compress.quantize.TINY_SCALE)
 _TINY = np.float32(2.0**-64)
 
@@ -238,6 +240,36 @@ def _quantize(x, lo, hi, t0, q, ks, hb, ct, tie, tt):
         td[j] = lev != np.floor(base * inv)
 
 
+@njit(inline="always", **_opts)
+def _quantize_s1(x, lo, hi, t0, q, hb, ct, tie, tt):
+    """:func:`_quantize` for ``s = 1`` (2-bit codes), by comparisons.
+
+    With ``s = 1`` the level is 1 iff ``u < ceil(T)``, i.e. ``u < T`` for the
+    integer ``u``; so ``256 h + 255 < T`` gives 1 whatever the low byte,
+    ``256 h >= T`` gives 0, and between them the low byte decides (flagged).
+    ``T`` needs no clamp here: ``T >= 65536`` gives level 1 either way (and a
+    flagged entry has ``T < 65536``).
+    """
+    xs = x[lo:hi]
+    hs = hb[lo - t0 : hi - t0]
+    c = ct[lo - t0 : hi - t0]
+    td = tie[lo - t0 : hi - t0]
+    ts = tt[lo - t0 : hi - t0]
+    k256 = np.float32(256.0)
+    k255 = np.float32(255.0)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for j in range(hi - lo):
+        xv = np.float32(xs[j])
+        t = abs(xv) * q
+        ts[j] = t
+        h = np.float32(hs[j]) * k256
+        up = h + k255 < t
+        lev = one if up else zero
+        c[j] = np.int32(one + lev if xv >= zero else one - lev)
+        td[j] = (h < t) & (not up)
+
+
 @njit(**_opts)
 def _quantize_wide(x, lo, hi, t0, lift, q, ks, hb, ct, tie, tt):
     """:func:`_quantize` in int64, for any ``s`` and for tiny scales (``lift = 2^64``)."""
@@ -269,12 +301,14 @@ def _quantize_nearest(x, lo, hi, lift, q, ks, ct):
         ct[j] = s + lev if xv >= 0 else s - lev
 
 
-@njit(**_opts)
+@njit(inline="always", **_opts)
 def _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1):
     """Codes of the flagged entries: draw the low byte ``g`` and take ``l(256 h + g)``.
 
-    Flags are scanned 32 at a time (``tie`` viewed as uint64 words; flags left
-    beyond ``m`` by an earlier tile are skipped by the bound on ``j``); the low
+    Flags are tested 32 at a time (``tie`` viewed as uint64 words) and the
+    positions of a group with a flag are collected without branches, since the
+    flags fall at random (flags left beyond ``m`` by an earlier tile are skipped
+    by the bound on ``j``); the low
     bytes of all flagged entries are drawn in one vectorized Philox loop
     (:func:`_blocks_at`).
     """
@@ -282,15 +316,11 @@ def _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1):
     nt = 0
     for g in range((m + 31) // 32):  # 32 flags per test: one entry in 256 is flagged
         w0 = 4 * g
-        if words[w0] | words[w0 + 1] | words[w0 + 2] | words[w0 + 3] == 0:
+        if words[w0] | words[w0 + 1] | words[w0 + 2] | words[w0 + 3] == _ZERO64:
             continue
-        for w in range(w0, w0 + 4):
-            if words[w] == 0:
-                continue
-            for j in range(8 * w, min(8 * w + 8, m)):
-                if tie[j]:
-                    at[nt] = j
-                    nt += 1
+        for j in range(32 * g, min(32 * g + 32, m)):  # branch-free: flags are random
+            at[nt] = j
+            nt += tie[j] != 0
     if nt == 0:
         return
     _blocks_at(low, at, nt, t0, s0, s1, k0, k1)
@@ -390,6 +420,8 @@ def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes,
                 lift, q = _bucket_factors(r, s)
                 if not stochastic:
                     _quantize_nearest(x, i, hi, lift, q, ks, ct[i - t0 : hi - t0])
+                elif s == 1 and lift == 1:
+                    _quantize_s1(x, i, hi, t0, q, hb, ct, tie, tt)
                 elif s <= 255 and lift == 1:
                     _quantize(x, i, hi, t0, q, ks, hb, ct, tie, tt)
                 else:
