@@ -115,6 +115,11 @@ def test_flagged_entries_are_exactly_those_the_low_byte_decides():
         np.testing.assert_array_equal(tie.astype(bool), decided_by_low)
         mean, sd = n / 256, np.sqrt(n / 256 * (1 - 1 / 256))
         assert abs(int(tie.sum()) - mean) < 6 * sd, (levels, int(tie.sum()))
+        if levels == 1:  # the comparison form for s = 1 gives the same codes and flags
+            ct1, tie1 = np.zeros_like(ct), np.zeros_like(tie)
+            k._quantize_s1(x, 0, n, 0, q, hb, ct1, tie1, np.zeros_like(tt))
+            np.testing.assert_array_equal(ct1, ct)
+            np.testing.assert_array_equal(tie1, tie)
 
 
 def test_import_does_not_load_numba():
