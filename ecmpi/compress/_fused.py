@@ -139,8 +139,10 @@ def qsgd_decode(
     out: np.ndarray,
     add: bool,
 ) -> None:
-    """``out = decode`` or ``out += decode`` (values rounded to ``dtype`` first)."""
-    _kernels().qsgd_decode(scales, codes, n, b, s, width, dtype == np.float32, out, bool(add))
+    """``out = decode`` or ``out += decode`` (values rounded to ``dtype``, then to
+    ``out``'s dtype, before the add: a float32 rounding is needed if either is float32)."""
+    f32 = dtype == np.float32 or out.dtype == np.float32
+    _kernels().qsgd_decode(scales, codes, n, b, s, width, f32, out, bool(add))
 
 
 def sign_encode(x: np.ndarray, b: int, scales: np.ndarray, codes: np.ndarray) -> int:

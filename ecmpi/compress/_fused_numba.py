@@ -506,6 +506,44 @@ def _qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
             i = hi
 
 
+#: the signed levels m = c - 1 of the four 2-bit codes of each byte (s = 1), float32
+_S1_LEVELS = np.array(
+    [[((v >> (2 * q)) & 3) - 1.0 for q in range(4)] for v in range(256)], dtype=np.float32
+)
+
+
+@njit(**_opts)
+def _qsgd_decode_s1(scales, codes, n, b, out, add, tbl):
+    """Decode of ``s = 1`` (2-bit codes), bucket size a multiple of 4: four entries per byte.
+
+    ``y = m * (r / 1) = m * r`` with ``m`` in ``{-1, 0, 1}`` is exact in float32, so
+    it is the definition's float64 value in either output dtype.
+    """
+    for k in range(scales.shape[0]):
+        lo = k * b
+        hi = min(lo + b, n)
+        r = scales[k]
+        for j in range(lo // 4, hi // 4):
+            o = 4 * j
+            lv = tbl[codes[j]]
+            if add:
+                out[o] = out[o] + lv[0] * r
+                out[o + 1] = out[o + 1] + lv[1] * r
+                out[o + 2] = out[o + 2] + lv[2] * r
+                out[o + 3] = out[o + 3] + lv[3] * r
+            else:
+                out[o] = lv[0] * r
+                out[o + 1] = lv[1] * r
+                out[o + 2] = lv[2] * r
+                out[o + 3] = lv[3] * r
+        for i in range(hi - hi % 4, hi):  # the last bucket's partial byte
+            y = tbl[codes[i // 4], i % 4] * r
+            if add:
+                out[i] = out[i] + y
+            else:
+                out[i] = y
+
+
 # -- scaled sign -----------------------------------------------------------------------
 
 
@@ -570,7 +608,10 @@ def qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes)
 
 def qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
     """``out = decode`` or ``out += decode``."""
-    _qsgd_decode(scales, codes, n, b, s, width, f32, out, add)
+    if s == 1 and b % 4 == 0:
+        _qsgd_decode_s1(scales, codes, n, b, out, add, _S1_LEVELS)
+    else:
+        _qsgd_decode(scales, codes, n, b, s, width, f32, out, add)
 
 
 def sign_encode(x, b, scales, codes):
