@@ -308,9 +308,8 @@ def _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1):
     Flags are tested 32 at a time (``tie`` viewed as uint64 words) and the
     positions of a group with a flag are collected without branches, since the
     flags fall at random (flags left beyond ``m`` by an earlier tile are skipped
-    by the bound on ``j``); the low
-    bytes of all flagged entries are drawn in one vectorized Philox loop
-    (:func:`_blocks_at`).
+    by the bound on ``j``); the low bytes of all flagged entries are drawn in
+    one vectorized Philox loop (:func:`_blocks_at`).
     """
     words = tie.view(np.uint64)
     nt = 0
