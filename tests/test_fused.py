@@ -11,8 +11,10 @@ as differing bytes.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -166,3 +168,21 @@ def test_decode_and_decode_add_match_reference(spec, dtype):
             want = [c.decode(p)] + [c.decode_add(p, a.copy()) for a in accs]
         for g, w in zip(got, want, strict=True):
             assert g.dtype == w.dtype and g.tobytes() == w.tobytes(), (spec, dtype, n)
+
+
+def test_warm_up_compiles_the_kernels_for_the_dtype():
+    # a fresh interpreter with an empty numba cache: after warm_up(float32 vector) the qsgd
+    # encoder, decoder and decode-add have float32 signatures, and nothing for float64
+    code = (
+        "import numpy as np, ecmpi; from ecmpi.compress import _fused_numba as k; "
+        "ecmpi.compressor('qsgd:levels=1').warm_up(np.zeros(5, np.float32)); "
+        "enc = [str(s[0]) for s in k._qsgd_encode.signatures]; "
+        "dec = [str(s[-2]) for s in k._qsgd_decode_s1.signatures]; "
+        "print(enc, dec)"
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout
+    assert "array(float32, 1d, C)" in out and "float64" not in out, out

@@ -219,6 +219,8 @@ def run(
         ctx = dataclasses.replace(ctx, compressor=comp)
     alg = algorithm(ctx) if isinstance(algorithm, type) else algorithm
     problem = ctx.problem
+    if hasattr(ctx.compressor, "warm_up"):
+        ctx.compressor.warm_up(alg.x)  # JIT compilation stays out of wall_time
 
     writer: TrajectoryWriter | None = None
     if rank0:

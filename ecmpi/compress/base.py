@@ -167,6 +167,18 @@ class Compressor(ABC):
         """``decode(encode(x))``."""
         return self.decode(self.encode(x, seed=seed, rank=rank))
 
+    def warm_up(self, like: Any) -> None:
+        """Compile (or load from the disk cache) this codec's kernels for arrays like ``like``.
+
+        Encodes, decodes and decode-adds a 64-entry vector of ``like``'s dtype on
+        ``like``'s device, so a timed loop does not count the one-time JIT
+        compilation (numba on the CPU, NVRTC on the GPU) in its first step.
+        """
+        xp = array_module(like)
+        x = xp.linspace(-1.0, 1.0, 64).astype(like.dtype)
+        p = self.encode(x, seed=0)
+        self.decode_add(p, self.decode(p))
+
     @abstractmethod
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload: ...
 

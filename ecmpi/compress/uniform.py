@@ -243,6 +243,9 @@ class UniformQuantizer(Compressor):
             nscales=1 if self.scale else 0,
         )
 
+    def warm_up(self, like: Any) -> None:
+        """Nothing to compile: this codec is plain NumPy (and a range may be per call)."""
+
     def _resolve_range(self, r: Any, n: int) -> Any:
         if self.scale:
             if r is not None:
