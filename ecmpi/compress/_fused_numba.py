@@ -11,7 +11,8 @@ Every kernel produces exactly the bytes of the NumPy reference in
    branch-free loop that LLVM vectorizes (32x32->64-bit products become ``vpmuludq``),
 3. quantizes in float32 (the definition's arithmetic) from the high random
    byte of each entry, and draws the low byte only for the one entry in 256
-   whose level it decides (:func:`_quantize`, :func:`_finish_ties`), and
+   whose level it decides (:func:`_quantize`, :func:`_finish_ties`; for
+   ``s = 1`` the flag rides in bit 7 of the code byte), and
 4. packs the codes.
 
 The scale pass also counts buckets whose float64 sum is not finite, so the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._fused import TILE
 
@@ -46,6 +48,10 @@ _W1_32 = np.uint32(0xBB67AE85)
 _LOW_BYTES = np.uint64(1 << 63)
 #: compare uint64 with uint64 (a uint64 against an int literal goes through float64)
 _ZERO64 = np.uint64(0)
+_ONE64 = np.uint64(1)
+#: the flag bit of each byte of a flag word: bit 0 in ``tie``, bit 7 in s = 1 code bytes
+_FLAG_IN_TIE = np.uint64(0x0101010101010101)
+_FLAG_IN_CODE = np.uint64(0x8080808080808080)
 #: scales below this are lifted by 2^64 before s / r (ecmpi.compress.quantize.TINY_SCALE)
 _TINY = np.float32(2.0**-64)
 
@@ -241,23 +247,25 @@ def _quantize(x, lo, hi, t0, q, ks, hb, ct, tie, tt):
 
 
 @njit(inline="always", **_opts)
-def _quantize_s1(x, lo, hi, t0, q, hb, ct, tie, tt):
+def _quantize_s1(x, lo, hi, t0, q, hb, ct, tt):
     """:func:`_quantize` for ``s = 1`` (2-bit codes), by comparisons.
 
     With ``s = 1`` the level is 1 iff ``u < ceil(T)``, i.e. ``u < T`` for the
     integer ``u``; so ``256 h + 255 < T`` gives 1 whatever the low byte,
     ``256 h >= T`` gives 0, and between them the low byte decides (flagged).
     ``T`` needs no clamp here: ``T >= 65536`` gives level 1 either way (and a
-    flagged entry has ``T < 65536``).
+    flagged entry has ``T < 65536``). The code ``1 + l`` or ``1 - l`` is formed
+    from the comparison masks ``m = -l`` and ``g = -(x < 0)`` as
+    ``1 - ((m ^ g) - g)`` (a conditional negation), in integer lanes. The codes
+    are 0..2, so the flag goes into bit 7 of the code byte (``_FLAG_IN_CODE``)
+    instead of a separate array: one store per entry fewer.
     """
     xs = x[lo:hi]
     hs = hb[lo - t0 : hi - t0]
     c = ct[lo - t0 : hi - t0]
-    td = tie[lo - t0 : hi - t0]
     ts = tt[lo - t0 : hi - t0]
     k256 = np.float32(256.0)
     k255 = np.float32(255.0)
-    one = np.float32(1.0)
     zero = np.float32(0.0)
     for j in range(hi - lo):
         xv = np.float32(xs[j])
@@ -265,9 +273,10 @@ def _quantize_s1(x, lo, hi, t0, q, hb, ct, tie, tt):
         ts[j] = t
         h = np.float32(hs[j]) * k256
         up = h + k255 < t
-        lev = one if up else zero
-        c[j] = np.int32(one + lev if xv >= zero else one - lev)
-        td[j] = (h < t) & (not up)
+        m = -np.int32(up)
+        g = -np.int32(xv < zero)
+        f = -np.int32(h < t)  # h < t and not up: flagged
+        c[j] = (1 - ((m ^ g) - g)) | ((f & ~m) & 128)
 
 
 @njit(**_opts)
@@ -302,24 +311,30 @@ def _quantize_nearest(x, lo, hi, lift, q, ks, ct):
 
 
 @njit(inline="always", **_opts)
-def _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1):
+def _finish_ties(x, t0, m, s, hb, ct, words, mask, tt, at, low, k0, k1, s0, s1):
     """Codes of the flagged entries: draw the low byte ``g`` and take ``l(256 h + g)``.
 
-    Flags are tested 32 at a time (``tie`` viewed as uint64 words) and the
-    positions of a group with a flag are collected without branches, since the
-    flags fall at random (flags left beyond ``m`` by an earlier tile are skipped
-    by the bound on ``j``); the low bytes of all flagged entries are drawn in
-    one vectorized Philox loop (:func:`_blocks_at`).
+    ``words`` holds one flag byte per entry, as uint64 words, and ``mask`` the
+    flag bit of every byte (``_FLAG_IN_TIE`` for the ``tie`` array,
+    ``_FLAG_IN_CODE`` for bit 7 of the code bytes of ``s = 1``). Flags are
+    tested 32 at a time; in a group with a flag, each flagged byte of a word is
+    found by its trailing zero count (flags left beyond ``m`` by an earlier
+    tile are skipped by the bound on ``j``). The low bytes of all flagged
+    entries are drawn in one vectorized Philox loop (:func:`_blocks_at`); the
+    code written over a flagged entry clears its flag.
     """
-    words = tie.view(np.uint64)
     nt = 0
     for g in range((m + 31) // 32):  # 32 flags per test: one entry in 256 is flagged
         w0 = 4 * g
-        if words[w0] | words[w0 + 1] | words[w0 + 2] | words[w0 + 3] == _ZERO64:
+        if (words[w0] | words[w0 + 1] | words[w0 + 2] | words[w0 + 3]) & mask == _ZERO64:
             continue
-        for j in range(32 * g, min(32 * g + 32, m)):  # branch-free: flags are random
-            at[nt] = j
-            nt += tie[j] != 0
+        for wi in range(w0, w0 + 4):
+            w = words[wi] & mask
+            while w != _ZERO64:
+                j = 8 * wi + np.int64(trailing_zeros(w) >> 3)
+                at[nt] = j
+                nt += j < m
+                w &= w - _ONE64
     if nt == 0:
         return
     _blocks_at(low, at, nt, t0, s0, s1, k0, k1)
@@ -420,17 +435,24 @@ def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes,
                 if not stochastic:
                     _quantize_nearest(x, i, hi, lift, q, ks, ct[i - t0 : hi - t0])
                 elif s == 1 and lift == 1:
-                    _quantize_s1(x, i, hi, t0, q, hb, ct, tie, tt)
+                    _quantize_s1(x, i, hi, t0, q, hb, ct, tt)
                 elif s <= 255 and lift == 1:
                     _quantize(x, i, hi, t0, q, ks, hb, ct, tie, tt)
                 else:
                     _quantize_wide(x, i, hi, t0, lift, q, ks, hb, ct, tie, tt)
+                    if s == 1:  # s = 1 keeps its flags in the code bytes
+                        for j in range(i - t0, hi - t0):
+                            ct[j] |= tie[j] << 7
             else:  # zero or non-finite scale: level 0
                 ct[i - t0 : hi - t0] = s
                 tie[i - t0 : hi - t0] = 0
             i = hi
         if stochastic:
-            _finish_ties(x, t0, m, s, hb, ct, tie, tt, at, low, k0, k1, s0, s1)
+            if s == 1:
+                flags, mask = ct[:TILE].view(np.uint64), _FLAG_IN_CODE
+            else:
+                flags, mask = tie.view(np.uint64), _FLAG_IN_TIE
+            _finish_ties(x, t0, m, s, hb, ct, flags, mask, tt, at, low, k0, k1, s0, s1)
         ct[m : m + 8] = 0
         _pack_tile(ct, m, width, codes, (t0 // 8) * width)
     return nonfinite
