@@ -209,7 +209,7 @@ def test_reopen_for_update_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_
     # the writer's final reopen (status) and mark_killed open the log r+ through
     # _open_for_update; a reader polling the log may hold its shared lock at that moment.
     # (A live writer holds the lock itself, so the reader's lock is taken on a closed log.)
-    import ecmpi.log as log_module
+    import ecmpi.log.writer as log_module
 
     monkeypatch.setattr(log_module, "_UPDATE_LOCK_WAIT_S", wait_s)
     p = tmp_path / "run.h5"

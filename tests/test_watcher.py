@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ecmpi._superblock import clear_consistency_flags, lookup3
 from ecmpi.log import BASE_COLUMNS, file_identity, mark_killed, open_log, read_checkpoint
+from ecmpi.log.crash import clear_consistency_flags, lookup3
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _waiting import hold_shared_lock, wait_for_status
@@ -130,7 +130,7 @@ def test_without_watcher_a_killed_writer_leaves_running_with_every_row(tmp_path)
 def test_mark_killed_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_s):
     # CI once lost the mark: the watcher met the lock of a test polling the log, failed, and
     # the log stayed running. With no wait (the old behaviour) the mark must fail.
-    import ecmpi.log as log_module
+    import ecmpi.log.writer as log_module
 
     monkeypatch.setattr(log_module, "_UPDATE_LOCK_WAIT_S", wait_s)
     path = tmp_path / "run.h5"

@@ -164,7 +164,7 @@ class TrajectoryWriter:
         defaults: dict[str, Any] = {k: "none" for k in ROOT_ATTRS}
         defaults.update({k: float("nan") for k in ("f_star", "L", "mu")})
         defaults.update(schema=SCHEMA, n_ranks=1, seed=0, status="running", started_at=_now())
-        from . import __version__
+        from .. import __version__
 
         defaults["ecmpi_version"] = __version__
         merged = {**defaults, **dict(attrs)}
@@ -434,7 +434,7 @@ def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, i
     Returns:
         True if the log was marked.
     """
-    from ._superblock import clear_consistency_flags
+    from .crash import clear_consistency_flags
 
     try:
         fd = os.open(path, os.O_RDWR)
@@ -650,7 +650,7 @@ def pack_state(loop: Mapping[str, Any], states: Sequence[Mapping[str, Any]]) -> 
                 manifest[key] = "str"
                 arrays[key] = np.asarray(v)
             elif hasattr(v, "shape") and hasattr(v, "dtype"):
-                from ._backend import to_host
+                from .._backend import to_host
 
                 a = to_host(v)
                 if a.dtype == object:
