@@ -1,0 +1,92 @@
+"""The exceptions ecmpi raises, in one place.
+
+Each is also importable from the module that raises it (``ecmpi.log.SchemaError``,
+``ecmpi.algorithms.loop.RunError``, ...): the same class object. Hierarchy::
+
+    ValueError
+        SchemaError          a file is not an ecmpi log, or has another schema version
+        UsageError           invalid command-line or config-file options
+    RuntimeError
+        RunError             a run ended with an error every rank raises identically
+            NonFiniteError   (also a FloatingPointError) the iterate became NaN or Inf
+        ReproduceError       a paper experiment could not be run
+        KernelCompileError   a CUDA kernel file failed to compile
+        NetnsUnavailable     network namespaces cannot be created here
+
+The MPI error channel (an exception on any rank marks rank 0's log ``failed``)
+lives in :mod:`ecmpi.error_channel`; its names are still reachable here, deprecated.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+__all__ = [
+    "KernelCompileError",
+    "NetnsUnavailable",
+    "NonFiniteError",
+    "ReproduceError",
+    "RunError",
+    "SchemaError",
+    "UsageError",
+]
+
+
+class SchemaError(ValueError):
+    """The file is not an ecmpi trajectory log, or has another schema version."""
+
+
+class UsageError(ValueError):
+    """Invalid command-line or config-file options (the same on every rank)."""
+
+
+class RunError(RuntimeError):
+    """A run ended with an error that every rank raises identically (print it once)."""
+
+
+class NonFiniteError(RunError, FloatingPointError):
+    """The iterate became NaN or Inf (``on_nonfinite="error"``)."""
+
+
+class ReproduceError(RuntimeError):
+    """A run failed, a launcher is missing, or an algorithm is not available."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel file failed to compile; the message names it and holds the compiler log."""
+
+
+class NetnsUnavailable(RuntimeError):
+    """The machine cannot create namespaces (not root, or ``ip``/``tc`` missing)."""
+
+
+# the error channel's names, which this module held before it moved to ecmpi.error_channel
+_MOVED = frozenset(
+    {
+        "POLL_SECONDS",
+        "TAG_ACK",
+        "TAG_ERROR",
+        "ErrorChannel",
+        "active_channel",
+        "close_channel",
+        "open_channel",
+        "report_failure",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'ecmpi.errors' has no attribute {name!r}")
+    warnings.warn(
+        f"ecmpi.errors.{name} moved to ecmpi.error_channel.{name}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module("ecmpi.error_channel"), name)
