@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecmpi import cli
+import ecmpi
+from ecmpi import cli, options
 from ecmpi.log import open_log
 
 DATA = ["--problem", "lsq", "--dataset", "synthetic:n=200,d=8"]
@@ -87,7 +88,7 @@ def test_config_file_cli_precedence_and_echo(tmp_path, capsys):
     assert "| status" in capsys.readouterr().out
     log = open_log(out)
     c = log.config
-    for key in cli.RUN_OPTIONS:
+    for key in options.RUN_OPTIONS:
         assert key in c, key
     assert c["steps"] == 6 and c["batch_size"] == 4 and c["seed"] == 9  # CLI beats TOML
     assert c["hyperparameters"] == {
@@ -101,6 +102,61 @@ def test_config_file_cli_precedence_and_echo(tmp_path, capsys):
     assert log.attrs["algorithm"] == "sgd" and log.attrs["seed"] == 9
     assert log.attrs["n_ranks"] == 1 and log.status == "completed"
     assert list(log.trajectory["step"]) == list(range(7))
+
+
+def test_python_run_writes_the_log_of_the_same_command(tmp_path, capsys):
+    """``ecmpi.run(...)`` from Python is ``ecmpi run`` on the command line: equal rows."""
+    via_cli, via_py = tmp_path / "cli.h5", tmp_path / "py.h5"
+    args = ["run", "gd", *DATA, "--l2-rel", "1e-2", "--steps", "8", "--seed", "3", "--quiet"]
+    assert cli.main([*args, "--out", str(via_cli)]) == 0
+    res = ecmpi.run(
+        "gd",
+        problem="lsq",
+        dataset="synthetic:n=200,d=8",
+        l2_rel=1e-2,
+        steps=8,
+        seed=3,
+        quiet=True,
+        out=via_py,
+    )
+    assert isinstance(res, ecmpi.RunResult)
+    assert res.status == "completed" and res.steps == 8
+    assert capsys.readouterr().out == ""
+    a, b = open_log(via_cli), open_log(via_py)
+    assert len(a) == len(b) == 9 and b.status == "completed"
+    for k in a.trajectory:
+        if not k.endswith("_time"):
+            np.testing.assert_array_equal(a.trajectory[k], b.trajectory[k], err_msg=k)
+    np.testing.assert_array_equal(a.x_final, b.x_final)
+    assert a.config["hyperparameters"] == b.config["hyperparameters"]
+    assert {k: v for k, v in a.config.items() if k != "out"} == {
+        k: v for k, v in b.config.items() if k != "out"
+    }
+
+
+def test_python_run_refuses_unknown_and_invalid_options(tmp_path):
+    out = tmp_path / "never.h5"
+    with pytest.raises(
+        cli.UsageError, match=r"unknown option\(s\) stepz for gd.*did you mean steps"
+    ):
+        ecmpi.run("gd", dataset="synthetic:n=200,d=8", stepz=3, out=out)
+    with pytest.raises(cli.UsageError, match="schedule"):  # sgd's, not gd's
+        ecmpi.run("gd", dataset="synthetic:n=200,d=8", schedule="1/t", out=out)
+    with pytest.raises(cli.UsageError, match="steps: must be a non-negative integer"):
+        ecmpi.run("gd", dataset="synthetic:n=200,d=8", steps=-1, out=out)
+    with pytest.raises(cli.UsageError, match="unknown algorithm 'nope'"):
+        ecmpi.run("nope", dataset="synthetic:n=200,d=8", out=out)
+    assert not out.exists()
+
+
+def test_docs_option_table_is_generated_from_the_definitions():
+    """docs/cli.md holds ``python -m ecmpi.options --markdown`` between its markers;
+    regenerate it with ``python -m ecmpi.options --write-docs docs/cli.md``."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert options.write_docs(doc, check=True), "docs/cli.md: stale option table"
+    table = options.markdown_table()
+    for name in [*options.RUN_OPTIONS, *options.CONTROL_OPTIONS]:
+        assert f"`--{name.replace('_', '-')}" in table, name
 
 
 def test_refuses_to_overwrite(tmp_path, capsys):
@@ -260,17 +316,17 @@ def test_mpi_normal_run_ends_promptly_with_the_error_channel(tmp_path):
     script = textwrap.dedent(
         """
         import sys, time
-        from ecmpi import cli, errors
-        close = errors.close_channel
+        from ecmpi import cli, error_channel
+        close = error_channel.close_channel
         spent = []
         def timed():
             t0 = time.perf_counter()
             close()
             spent.append(time.perf_counter() - t0)
-        errors.close_channel = timed
+        error_channel.close_channel = timed
         rc = cli.main(sys.argv[1:])
         print(f"close took {max(spent)!r} s", flush=True)
-        assert errors.active_channel() is None
+        assert error_channel.active_channel() is None
         sys.exit(rc)
         """
     )
