@@ -29,6 +29,8 @@ _LAZY = {
     "problems": "ecmpi.problems",
     "algorithms": "ecmpi.algorithms",
     "analyze": "ecmpi.analyze",
+    "run": "ecmpi.session",
+    "RunResult": "ecmpi.session",
 }
 
 __all__ = ["Compressor", "Payload", "__version__", "available", "compressor", *_LAZY]
