@@ -73,7 +73,7 @@ def watch(path: str | os.PathLike) -> LogWatcher | None:
     """
     if os.environ.get("ECMPI_LOG_WATCHER", "1") == "0":
         return None
-    from .log import file_identity
+    from .log.crash import file_identity
 
     dev, ino = file_identity(path)
     read_fd, write_fd = os.pipe()  # both non-inheritable; only read_fd is passed on
@@ -95,7 +95,7 @@ def watch(path: str | os.PathLike) -> LogWatcher | None:
 
 
 def _on_writer_death(path: str, dev: int, ino: int) -> None:
-    from .log import mark_killed
+    from .log.crash import mark_killed
 
     mark_killed(
         path,

@@ -207,11 +207,11 @@ HOLD_LOCK = textwrap.dedent(
 @pytest.mark.parametrize("wait_s", [30.0, 0.0])
 def test_reopen_for_update_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_s):
     # the writer's final reopen (status) and mark_killed open the log r+ through
-    # _open_for_update; a reader polling the log may hold its shared lock at that moment.
+    # open_for_update; a reader polling the log may hold its shared lock at that moment.
     # (A live writer holds the lock itself, so the reader's lock is taken on a closed log.)
-    import ecmpi.log.writer as log_module
+    from ecmpi.log import _files
 
-    monkeypatch.setattr(log_module, "_UPDATE_LOCK_WAIT_S", wait_s)
+    monkeypatch.setattr(_files, "UPDATE_LOCK_WAIT_S", wait_s)
     p = tmp_path / "run.h5"
     w = _writer(p)
     w.append(_row(0))
@@ -219,13 +219,13 @@ def test_reopen_for_update_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_
     reader = hold_shared_lock(p, 1.0)
     try:
         if wait_s > 0:
-            with log_module._open_for_update(p) as f:
+            with _files.open_for_update(p) as f:
                 f.attrs["note"] = "after the reader"
             log = open_log(p)
             assert log.attrs["note"] == "after the reader" and log.status == "completed"
         else:
             with pytest.raises(OSError, match="unable to lock file"):
-                log_module._open_for_update(p)
+                _files.open_for_update(p)
     finally:
         reader.kill()
         reader.wait()

@@ -130,9 +130,9 @@ def test_without_watcher_a_killed_writer_leaves_running_with_every_row(tmp_path)
 def test_mark_killed_waits_out_a_readers_lock(tmp_path, monkeypatch, wait_s):
     # CI once lost the mark: the watcher met the lock of a test polling the log, failed, and
     # the log stayed running. With no wait (the old behaviour) the mark must fail.
-    import ecmpi.log.writer as log_module
+    from ecmpi.log import _files
 
-    monkeypatch.setattr(log_module, "_UPDATE_LOCK_WAIT_S", wait_s)
+    monkeypatch.setattr(_files, "UPDATE_LOCK_WAIT_S", wait_s)
     path = tmp_path / "run.h5"
     proc, _ = _start(path, "hang", watcher=False)
     _kill(proc)

@@ -1,8 +1,10 @@
-"""Clear the file-consistency flags of an HDF5 file, as ``h5clear -s`` does.
+"""Ending the log of a writer that was killed: status ``failed``, rows and checkpoints kept.
 
-A file written in SWMR mode carries "open for write" flags in its superblock
-(version 2 or 3) until the writer closes it. A writer killed by a signal leaves
-them set, and the HDF5 library then refuses to open the file for writing. The
+A process killed by a signal cannot write its own log's status; the log watcher
+(:mod:`ecmpi.watcher`) calls :func:`mark_killed` for it. The killed writer leaves the
+file in SWMR write mode: "open for write" flags in its superblock (version 2 or 3),
+with which the HDF5 library refuses to open the file for writing. They are cleared
+in place first, as ``h5clear -s`` does; nothing else in the file is rewritten. The
 superblock layout (HDF5 File Format Specification, section II.A, version 2/3)::
 
     0  signature "\\x89HDF\\r\\n\\x1a\\n"    8  version      9  size of offsets
@@ -18,8 +20,57 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["clear_consistency_flags", "lookup3"]
+from ._files import open_for_update, open_read
+from .schema import decode_attr, utc_now
 
+__all__ = ["clear_consistency_flags", "file_identity", "lookup3", "mark_killed"]
+
+
+def file_identity(path: str | os.PathLike | int) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of a log (a path or an open descriptor): a new run or a
+    resume writes a new file (inode)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, int]) -> bool:
+    """End a log whose writer died (killed by a signal): status ``failed``, ``stop_reason``
+    ``killed``, ``message``; rows and checkpoints stay as they are (resumable).
+
+    Acts only on the file that still is ``identity`` (see :func:`file_identity`) and
+    still says ``running``: a log that a later run or a resume replaced, or that its
+    writer closed, is left alone. The writer's SWMR "open for write" flags are
+    cleared first (what ``h5clear -s`` does), in place: nothing is rewritten.
+
+    Returns:
+        True if the log was marked.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        if file_identity(fd) != tuple(identity):
+            return False
+        with open_read(path) as f:
+            if decode_attr(f.attrs.get("status")) != "running":
+                return False
+        clear_consistency_flags(fd)
+        with open_for_update(path) as f:
+            if file_identity(f.id.get_vfd_handle()) != tuple(identity):  # replaced meanwhile
+                return False
+            f.attrs["finished_at"] = utc_now()
+            f.attrs["stop_reason"] = "killed"
+            f.attrs["message"] = str(message)
+            f.attrs["status"] = "failed"
+        return True
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------
+# the superblock's consistency flags
+# ---------------------------------------------------------------------------------------
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _FLAGS_AT = 11
 _MASK = 0xFFFFFFFF
