@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import tomllib
 
+from .comm import COLLECTIVES
 from .errors import UsageError
 
 __all__ = [
@@ -221,7 +222,7 @@ RUN_OPTIONS: dict[str, Option] = {
         doc="(docs/compressors.md)",
     ),
     "collective": Option(
-        _choice("allgather", "sra", "ring", "ps"),
+        _choice(*COLLECTIVES),
         "allgather",
         "collective algorithm",
         metavar="NAME",

@@ -67,7 +67,7 @@ def measure(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         print(f"{name}: {rate} P={P} sizes={[s >> 10 for s in sizes]} KiB", flush=True)
         rows = run_emulated(
-            P, rate, sizes, compressors=comps, algorithms=algs, progress=True, timeout=3000
+            P, rate, sizes, compressors=comps, collectives=algs, progress=True, timeout=3000
         )
         data["runs"][name] = {"rate": rate, "P": P, "rows": rows, "wall": time.perf_counter() - t0}
         _save(args.data, data)
@@ -383,7 +383,7 @@ for spec, alg in methods:
         if alg is None:
             s = np.empty_like(gr); comm.Allreduce(gr, s); s /= P
         else:
-            s = ecmpi.allreduce(gr, spec, comm=comm, algorithm=alg, average=True, seed=(3, t),
+            s = ecmpi.allreduce(gr, spec, comm=comm, collective=alg, average=True, seed=(3, t),
                                 feedback=fb, stats=st, check=False)
         x -= np.float32(1 / L) * s
         ft = f(x); el = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)

@@ -122,7 +122,9 @@ def test_fits_recover_the_generating_parameters():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="unknown algorithm"):
+    with pytest.raises(
+        ValueError, match="unknown collective 'tree'; choose from MPI_Allreduce, all"
+    ):
         m.counts("tree", 10, 2)
     with pytest.raises(ValueError, match="n must be positive"):
         m.counts("sra", 0, 2)
@@ -134,3 +136,15 @@ def test_bad_input():
         m.fit_network([])
     with pytest.raises(ValueError, match="at least 2 rows"):
         m.fit_gamma([], "sign")
+
+
+def test_counts_come_from_the_registry():
+    """The model's rows are the collectives' own ``counts``; the names are the registry's."""
+    from ecmpi.comm import COLLECTIVES
+
+    assert m.MODEL_COLLECTIVES == ("MPI_Allreduce", *COLLECTIVES)
+    for name, entry in COLLECTIVES.items():
+        kw = {"segment": 100} if "segment" in entry.options else {}
+        assert m.counts(name, 1000, 4, C, segment=100) == entry.counts(1000, 4, C.wire, **kw)
+    with pytest.warns(DeprecationWarning, match="MODEL_COLLECTIVES"):
+        assert m.MODEL_ALGORITHMS == m.MODEL_COLLECTIVES

@@ -130,7 +130,7 @@ def test_single_process_allreduce_and_errors():
 
     x = np.arange(10, dtype=np.float32)
     for alg in ("allgather", "sra", "ring", "ps"):
-        assert np.array_equal(allreduce(x, "none", comm=MPI.COMM_SELF, algorithm=alg), x)
+        assert np.array_equal(allreduce(x, "none", comm=MPI.COMM_SELF, collective=alg), x)
     with pytest.raises(TypeError, match="mpi4py communicator"):
         allreduce(x, "none", comm=object())
     with pytest.raises(TypeError, match="NumPy or CuPy array"):
@@ -140,9 +140,9 @@ def test_single_process_allreduce_and_errors():
     with pytest.raises(ValueError, match="downlink applies"):
         allreduce(x, "none", comm=MPI.COMM_SELF, downlink="none")
     with pytest.raises(ValueError, match="segment"):
-        allreduce(x, "none", comm=MPI.COMM_SELF, algorithm="ring", segment=0)
+        allreduce(x, "none", comm=MPI.COMM_SELF, collective="ring", segment=0)
     with pytest.raises(ValueError, match="root 3 is not a rank"):
-        allreduce(x, "none", comm=MPI.COMM_SELF, algorithm="ps", root=3)
+        allreduce(x, "none", comm=MPI.COMM_SELF, collective="ps", root=3)
     with pytest.raises(TypeError, match="CommStats"):
         allreduce(x, "none", comm=MPI.COMM_SELF, stats={})
     with pytest.raises(ValueError, match="1-D"):
@@ -172,7 +172,7 @@ def test_bench_allreduce_single_rank(tmp_path):
             "none",
             "--compressor",
             "bf16",
-            "--algorithms",
+            "--collectives",
             "sra,ps",
             "--iters",
             "1",
@@ -188,3 +188,141 @@ def test_bench_allreduce_single_rank(tmp_path):
         assert r["algbw_GBps"] == pytest.approx(4096 / r["seconds"] / 1e9)
         assert r["busbw_GBps"] == 0  # nccl-tests: busbw = algbw * 2(P-1)/P
     assert rows[1]["bytes_sent"] == 0  # one rank sends nothing
+
+
+# -- the registry of collectives ---------------------------------------------------------
+def test_registry_lists_the_collectives_with_stable_ids():
+    from ecmpi.comm import COLLECTIVES, Collective, allgather, ps, ring, sra
+
+    assert list(COLLECTIVES) == ["allgather", "sra", "ring", "ps"]
+    assert [e.id for e in COLLECTIVES.values()] == [1, 2, 3, 4]  # agreement ids, never reused
+    assert all(isinstance(e, Collective) and e.name == k for k, e in COLLECTIVES.items())
+    assert COLLECTIVES["allgather"].run is allgather.allgather_allreduce
+    assert COLLECTIVES["sra"].run is sra.sra_allreduce
+    assert COLLECTIVES["ring"].run is ring.ring_allreduce
+    assert COLLECTIVES["ps"].run is ps.ps_allreduce
+    assert {k: e.options for k, e in COLLECTIVES.items()} == {
+        "allgather": (),
+        "sra": (),
+        "ring": ("segment",),
+        "ps": ("root", "downlink"),
+    }
+    assert all(e.counts is not None for e in COLLECTIVES.values())
+
+
+def test_registry_rejects_taken_names_and_ids():
+    from ecmpi.comm.registry import register
+
+    with pytest.raises(ValueError, match="already registered"):
+        register("sra", id=99)(lambda *a, **k: None)
+    with pytest.raises(ValueError, match="id 2 is taken"):
+        register("tree", id=2)(lambda *a, **k: None)
+    with pytest.raises(ValueError, match="unknown collective option"):
+        register("tree", id=99, options=("fanout",))
+    with pytest.raises(ValueError, match="positive int"):
+        register("tree", id=0)
+
+
+def test_registry_is_the_one_source_of_choices_and_defaults():
+    from ecmpi.bench import allreduce as bench_allreduce
+    from ecmpi.bench import emulate, model
+    from ecmpi.comm import COLLECTIVES
+    from ecmpi.options import RUN_OPTIONS
+
+    names = tuple(COLLECTIVES)
+    assert RUN_OPTIONS["collective"].convert.choices == names
+    assert RUN_OPTIONS["collective"].convert("ring") == "ring"
+    with pytest.raises(ValueError, match="must be one of allgather, sra, ring, ps"):
+        RUN_OPTIONS["collective"].convert("tree")
+    assert bench_allreduce.DEFAULT_COLLECTIVES == names
+    assert model.MODEL_COLLECTIVES == ("MPI_Allreduce", *names)
+    assert emulate.EMULATED_COLLECTIVES == tuple(n for n in names if n != "ps")
+    parser = argparse.ArgumentParser()
+    bench_allreduce.add_arguments(parser)
+    args = parser.parse_args([])
+    assert bench_allreduce.parse_collectives(args, bench_allreduce.DEFAULT_COLLECTIVES) == list(
+        names
+    )
+
+
+def test_a_registered_collective_is_dispatched_and_benchmarkable():
+    """Adding a collective is its module plus the registry entry: nothing else to edit."""
+    from mpi4py import MPI
+
+    from ecmpi.bench import allreduce as bench_allreduce
+    from ecmpi.comm import COLLECTIVES, allreduce
+    from ecmpi.comm.registry import register
+
+    saved = dict(COLLECTIVES)
+    seen = {}
+
+    def echo(x, c, comm, *, average, seed, feedback, stats, segment):
+        seen.update(segment=segment, seed=seed)
+        return x * 2
+
+    try:
+        register("echo", id=99, options=("segment",))(echo)
+        assert list(COLLECTIVES)[-1] == "echo"
+        x = np.arange(4, dtype=np.float32)
+        assert np.array_equal(allreduce(x, "none", comm=MPI.COMM_SELF, collective="echo"), 2 * x)
+        assert seen["segment"] == 1 << 18 and seen["seed"] == (0,)
+        args = argparse.Namespace(collectives="echo,sra", algorithms=None)
+        assert bench_allreduce.parse_collectives(args, ()) == ["echo", "sra"]
+    finally:
+        COLLECTIVES.clear()
+        COLLECTIVES.update(saved)
+    assert "echo" not in COLLECTIVES
+
+
+def test_unknown_collective_lists_the_registry():
+    from mpi4py import MPI
+
+    from ecmpi.bench import allreduce as bench_allreduce
+    from ecmpi.comm import allreduce
+
+    x = np.ones(3, dtype=np.float32)
+    msg = "unknown collective 'tree'; choose one of allgather, sra, ring, ps"
+    for check in (True, False):
+        with pytest.raises(ValueError, match=msg):
+            allreduce(x, "none", comm=MPI.COMM_SELF, collective="tree", check=check)
+    args = argparse.Namespace(collectives="sra,tree", algorithms=None)
+    with pytest.raises(
+        ValueError,
+        match=r"unknown collective\(s\) \['tree'\]; choose from "
+        "allgather, sra, ring, ps",
+    ):
+        bench_allreduce.parse_collectives(args, ())
+
+
+def test_deprecated_algorithm_keyword_warns_and_matches():
+    from mpi4py import MPI
+
+    from ecmpi.comm import COLLECTIVES, CollectiveFeedback, allreduce
+
+    x = np.linspace(-1, 1, 50, dtype=np.float32)
+    for name in COLLECTIVES:
+        fa, fb = CollectiveFeedback(), CollectiveFeedback()
+        want = allreduce(x, "sign", comm=MPI.COMM_SELF, collective=name, seed=3, feedback=fa)
+        with pytest.warns(DeprecationWarning, match="use the keyword 'collective'") as rec:
+            got = allreduce(x, "sign", comm=MPI.COMM_SELF, algorithm=name, seed=3, feedback=fb)
+        assert rec[0].filename == __file__  # points at the caller
+        assert np.array_equal(got, want)
+        assert np.array_equal(fa.worker, fb.worker)
+    for check in (True, False):
+        with pytest.raises(TypeError, match="both 'collective' and its deprecated alias"):
+            allreduce(x, "none", comm=MPI.COMM_SELF, collective="sra", algorithm="sra", check=check)
+
+
+def test_bench_algorithms_option_is_a_deprecated_alias():
+    from ecmpi.bench import allreduce as bench_allreduce
+
+    parser = argparse.ArgumentParser()
+    bench_allreduce.add_arguments(parser)
+    args = parser.parse_args(["--algorithms", "ring,ps"])
+    with pytest.warns(FutureWarning, match="use --collectives"):
+        assert bench_allreduce.parse_collectives(args, ()) == ["ring", "ps"]
+    args = parser.parse_args(["--algorithms", "ring", "--collectives", "ps"])
+    with pytest.raises(ValueError, match="--collectives only"):
+        bench_allreduce.parse_collectives(args, ())
+    with pytest.warns(DeprecationWarning, match="DEFAULT_COLLECTIVES"):
+        assert bench_allreduce.ALGORITHMS == bench_allreduce.DEFAULT_COLLECTIVES

@@ -163,7 +163,7 @@ def test_bench_link_bytes_against_commstats(tmp_path):
     out = tmp_path / "rows.json"
     n, P = 1 << 18, 2
     cmd = [sys.executable, "-m", "ecmpi", "bench", "allreduce", "--emulate", "1gbit"]
-    cmd += ["--ranks", str(P), "--sizes", "1M", "--algorithms", "allgather,sra,ring"]
+    cmd += ["--ranks", str(P), "--sizes", "1M", "--collectives", "allgather,sra,ring"]
     cmd += ["--compressor", "none", "--compressor", "qsgd:bits=2", "--iters", "2"]
     proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,8 +15,9 @@ tau's node objective f_tau (:mod:`ecmpi.problems.base`), a contraction C
    full gradients, one full-precision allreduce each time the snapshot moves)
    or ``grad f_tau(w)`` (``snapshot=local``: no message).
 2. Error compensation [standard]: ``p = e_tau + gamma*g_tau``, ``v = C(p)``,
-   ``e_tau = p - v``; only the payload of v crosses the network
-   (:func:`ecmpi.allreduce`, any ``--collective``).
+   ``e_tau = p - v``, the recursion of :mod:`ecmpi.compress.feedback` with
+   ``alpha = beta = 1`` (:class:`CompensatedMean`); only the payload of v
+   crosses the network (:func:`ecmpi.allreduce`, any ``--collective``).
 3. Update [standard]: ``x <- x - (1/P) sum_tau v_tau``; with ``l2_mode=prox``
    the l2 term is left out of g and applied as ``x <- x / (1 + gamma*l2)``
    (the prox of ``psi = l2/2 ||x||^2``).
@@ -63,6 +64,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..compress import feedback as ef
 from ..rng import derive, uniform
 from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
@@ -179,12 +181,15 @@ def resolve_p(
 class CompensatedMean:
     """Error-compensated compressed mean over the ranks (one call site, one residual).
 
-    ``__call__(a, seed)`` computes ``p = e + a``, exchanges C(p) through
+    ``__call__(a, seed)`` computes ``p = a + e``, exchanges C(p) through
     :func:`ecmpi.allreduce` and returns ``(1/P) sum_tau v_tau`` with
-    ``v = scale * C(p)``; the residual becomes ``e = p - v``. The collective's
-    own feedback is reset before every call (``e`` is the only compensation),
-    as in :mod:`ecmpi.algorithms.ecqsgd`; ``C(p) = p - r`` with ``r`` its
-    worker residual. ``compensate=False`` sends ``a`` as is (e stays 0).
+    ``v = scale * C(p)``; the residual becomes ``e = p - v`` (the recursion of
+    :mod:`ecmpi.compress.feedback` with ``alpha = beta = 1`` and ``scale``).
+    The collective's own feedback is reset before every call (``e`` is the
+    only compensation), as in :mod:`ecmpi.algorithms.ecqsgd`; ``e`` is computed
+    from its worker residual ``r = p - C(p)``
+    (:func:`ecmpi.compress.feedback.residual_from_error`).
+    ``compensate=False`` sends ``a`` as is (e stays 0).
     """
 
     def __init__(
@@ -208,18 +213,14 @@ class CompensatedMean:
         self.stats = stats
 
     def __call__(self, a: np.ndarray, seed: tuple[int, ...]) -> np.ndarray:
-        p = self.e + a if self.compensate else a
+        p = ef.compensate(a, self.e) if self.compensate else a
         self.feedback.reset()
         mean = averaged(self.ctx, p, self.compressor, seed, self.stats, self.feedback)
         if not self.compensate:
             return mean if self.scale == 1.0 else self.scale * mean
         r = self.feedback.worker  # p - C(p)
-        if self.scale == 1.0:
-            self.e = np.array(r, copy=True)
-            return mean
-        v = self.scale * (p - r)
-        self.e = p - v
-        return self.scale * mean
+        self.e = ef.residual_from_error(r, self.e, p, scale=self.scale)
+        return mean if self.scale == 1.0 else self.scale * mean
 
 
 class Snapshot:

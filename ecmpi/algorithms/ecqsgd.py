@@ -12,12 +12,14 @@ successive steps cancel instead of adding up:
 5. Exchange the packed ``q_p`` (``--collective allgather`` by default).  [paper]
 6. ``w <- w - (lr/P) * sum_p q_p``; every rank holds the same ``w``.     [paper]
 
+Steps 3 and 4 are the error-feedback recursion of
+:mod:`ecmpi.compress.feedback`, computed with its functions.
+
 With ``alpha = beta = 1`` this is plain error feedback; ``alpha = 0, beta = 0``
-is QSGD. Secondary descriptions of the paper give the stability condition
-``alpha^2*gamma + (beta - alpha)^2 < 1`` (gamma = the quantizer's relative
-variance, see :meth:`ecmpi.Compressor.omega`); :meth:`ECQSGD.describe` logs its
-left-hand side. Tuning: keep ``beta`` at or slightly below ``alpha``; with
-a coarse quantizer (large omega) lower ``alpha`` so that ``alpha^2*omega < 1``.
+is QSGD. :meth:`ECQSGD.describe` logs the left-hand side of the stability
+condition (:func:`ecmpi.compress.feedback.stability`, with the compressor's
+``omega``). Tuning: keep ``beta`` at or slightly below ``alpha``; with a
+coarse quantizer (large omega) lower ``alpha`` so that ``alpha^2*omega < 1``.
 
 Units of ``h`` (``--ef-scale``): ``grad`` (default, the paper's form above)
 accumulates gradient errors; ``step`` quantizes ``lr*g + alpha*h`` and
@@ -29,12 +31,12 @@ Exchange: ``(1/P) sum_p q_p`` goes through :func:`ecmpi.allreduce` with any
 ``--collective``, which reports the worker-level quantization error
 ``r_p = (g_p + alpha*h_p) - q_p`` through a :class:`ecmpi.CollectiveFeedback`
 that is reset before every call, so the collective's own error feedback is
-off and ``h`` is the only compensation. Step 4 is computed as
-``h_p <- r_p + (beta - alpha)*h_p`` (the same value; exactly ``r_p`` when
-``alpha = beta``). With ``allgather`` and ``ps``, ``q_p`` is this worker's
-whole quantized vector; with ``sra`` and ``ring`` it is what this rank
-quantized inside the collective (its chunks, resp. its hops' partial sums),
-and the collective re-compresses the partial sums without compensation.
+off and ``h`` is the only compensation. Step 4 is computed from ``r_p``
+(:func:`ecmpi.compress.feedback.residual_from_error`). With ``allgather``
+and ``ps``, ``q_p`` is this worker's whole quantized vector; with ``sra`` and
+``ring`` it is what this rank quantized inside the collective (its chunks,
+resp. its hops' partial sums), and the collective re-compresses the partial
+sums without compensation.
 
 Bits: ``bits_up``/``bits_down`` are the bytes this rank sent/received in the
 collective (``CommStats.last``), times 8, as for ``qsgd`` and ``ef-sgd``.
@@ -57,6 +59,7 @@ from ..comm import CollectiveFeedback, CommStats
 from ..comm import allgather as _allgather
 from ..comm import ps as _ps
 from ..compress.entropy import CODERS, coded_bits
+from ..compress.feedback import compensate, residual_from_error, stability
 from ._validate import finite
 from .base import Algorithm, Hyper, RunContext, StepCost
 from .sgd import averaged, default_lr, minibatch_gradient
@@ -117,16 +120,11 @@ class ECQSGD(Algorithm):
         g = minibatch_gradient(ctx, self._w, t)
         if self.ef_scale == "step":
             g = self.lr * g
-        if self.alpha == 0.0:
-            p = g
-        elif self.alpha == 1.0:
-            p = g + self.h
-        else:
-            p = g + self.alpha * self.h
+        p = compensate(g, self.h, self.alpha)
         self.feedback.reset()
         mean = averaged(ctx, p, ctx.compressor, (ctx.seed, t), self.stats, self.feedback)
         r = self.feedback.worker  # p - q_p, from the collective's worker level
-        self.h = r.copy() if self.alpha == self.beta else r + (self.beta - self.alpha) * self.h
+        self.h = residual_from_error(r, self.h, alpha=self.alpha, beta=self.beta)
         if self.ef_scale == "step":
             self._w -= mean
         else:
@@ -150,7 +148,7 @@ class ECQSGD(Algorithm):
 
     def describe(self) -> dict[str, Any]:
         omega = self.ctx.compressor.omega(self.ctx.problem.d)
-        stab = self.alpha**2 * omega + (self.beta - self.alpha) ** 2
+        stab = stability(omega, self.alpha, self.beta)
         return {
             **self.ctx.params,
             "alpha": self.alpha,

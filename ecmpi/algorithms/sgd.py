@@ -105,7 +105,7 @@ def averaged(
         v,
         compressor,
         comm=ctx.comm,
-        algorithm=ctx.collective,
+        collective=ctx.collective,
         average=True,
         seed=seed,
         feedback=feedback,

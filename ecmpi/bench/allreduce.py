@@ -1,7 +1,7 @@
 """``ecmpi bench allreduce``: compressed allreduce beside ``MPI_Allreduce``, in one run.
 
 For each vector size (bytes of float32 data) the benchmark times
-``comm.Allreduce`` of the same vector, then every algorithm x compressor
+``comm.Allreduce`` of the same vector, then every collective x compressor
 through :func:`ecmpi.allreduce` (each time the mean over ``--iters`` calls
 after ``--warmup`` calls, the slowest rank's). It reports, as nccl-tests
 define them for allreduce (S = bytes of the float32 vector, t = seconds)::
@@ -11,7 +11,10 @@ define them for allreduce (S = bytes of the float32 vector, t = seconds)::
 
 ``ratio`` is t divided by the ``MPI_Allreduce`` time of the same size (below
 1: faster than MPI), and ``sent`` the payload bytes per rank per call (the
-largest over ranks), beside MPI's ring-optimal ``2(P-1)/P * S``.
+largest over ranks), beside MPI's ring-optimal ``2(P-1)/P * S``. The
+collectives are those of :data:`ecmpi.comm.COLLECTIVES` (all by default). Each
+JSON row names its method under the key ``algorithm`` (``MPI_Allreduce`` or
+the collective), as results written before keep it.
 
 Example::
 
@@ -24,11 +27,24 @@ import argparse
 import json
 import platform
 import time
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_COMPRESSORS", "add_arguments", "bench", "main", "parse_size"]
+from ..comm.registry import COLLECTIVES
+
+__all__ = [
+    "DEFAULT_COLLECTIVES",
+    "DEFAULT_COMPRESSORS",
+    "add_arguments",
+    "bench",
+    "collectives_option",
+    "main",
+    "parse_collectives",
+    "parse_size",
+]
 
 DEFAULT_COMPRESSORS = (
     "none",
@@ -37,7 +53,9 @@ DEFAULT_COMPRESSORS = (
     "sign:bucket=512",
     "topk:ratio=0.01",
 )
-ALGORITHMS = ("allgather", "sra", "ring", "ps")
+#: every registered collective, in registry order
+DEFAULT_COLLECTIVES = tuple(COLLECTIVES)
+_DEPRECATED = {"ALGORITHMS": "DEFAULT_COLLECTIVES"}
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -53,6 +71,49 @@ def parse_size(text: str) -> int:
     if value < 4:
         raise ValueError(f"size {text!r} is below one float32 entry")
     return value
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"ecmpi.bench.allreduce.{name} is deprecated; use {new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def collectives_option(parser: argparse.ArgumentParser, default: Sequence[str]) -> None:
+    """Add ``--collectives`` (comma-separated names) and its deprecated alias ``--algorithms``."""
+    parser.add_argument(
+        "--collectives",
+        default=None,
+        help=f"comma-separated, of {', '.join(COLLECTIVES)} (default: {','.join(default)})",
+    )
+    parser.add_argument("--algorithms", default=None, help=argparse.SUPPRESS)
+
+
+def parse_collectives(args: argparse.Namespace, default: Sequence[str]) -> list[str]:
+    """The names of ``--collectives`` (or of the deprecated ``--algorithms``), checked.
+
+    Raises:
+        ValueError: both options, an unknown name (the message lists the registry), or none.
+    """
+    text = args.collectives
+    if getattr(args, "algorithms", None) is not None:
+        if text is not None:
+            raise ValueError("give --collectives only (--algorithms is its deprecated alias)")
+        warnings.warn("--algorithms is deprecated; use --collectives", FutureWarning, stacklevel=2)
+        text = args.algorithms
+    if text is None:
+        text = ",".join(default)
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in names if a not in COLLECTIVES]
+    if bad or not names:
+        raise ValueError(f"unknown collective(s) {bad}; choose from {', '.join(COLLECTIVES)}")
+    return names
 
 
 def _fmt_size(nbytes: float) -> str:
@@ -80,7 +141,7 @@ def _time(comm: Any, fn: Any, iters: int, warmup: int) -> float:
 def bench(
     comm: Any,
     sizes: list[int],
-    algorithms: list[str],
+    collectives: list[str],
     specs: list[str],
     *,
     iters: int = 5,
@@ -134,16 +195,16 @@ def bench(
         rows.append(row("MPI_Allreduce", "none", t_mpi, round(bus * n * 4)))
         for spec in specs:
             c = ecmpi.compressor(spec)
-            for alg in algorithms:
+            for name in collectives:
                 st = CommStats()
                 fb = CollectiveFeedback() if feedback else None
 
-                def call(i, _x=x, _c=c, _alg=alg, _st=st, _fb=fb):
+                def call(i, _x=x, _c=c, _name=name, _st=st, _fb=fb):
                     ecmpi.allreduce(
                         _x,
                         _c,
                         comm=comm,
-                        algorithm=_alg,
+                        collective=_name,
                         seed=(0, i),
                         stats=_st,
                         feedback=_fb,
@@ -152,14 +213,14 @@ def bench(
 
                 t = _time(comm, call, iters, warmup)
                 sent = comm.allreduce(st.last.bytes_sent, op=MPI.MAX)
-                rows.append(row(alg, spec, t, sent, st))
+                rows.append(row(name, spec, t, sent, st))
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of the rows."""
     lines = [
-        "| size | algorithm | compressor | time (ms) | ratio vs MPI | algbw GB/s | busbw GB/s "
+        "| size | collective | compressor | time (ms) | ratio vs MPI | algbw GB/s | busbw GB/s "
         "| sent/rank |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -180,11 +241,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="float32 vector sizes in bytes, comma-separated (K/M/G = 1024^k); "
         "the full sweep is 4K,64K,1M,16M,256M",
     )
-    parser.add_argument(
-        "--algorithms",
-        default=",".join(ALGORITHMS),
-        help="comma-separated: allgather, sra, ring, ps",
-    )
+    collectives_option(parser, DEFAULT_COLLECTIVES)
     parser.add_argument(
         "--compressor",
         action="append",
@@ -219,17 +276,14 @@ def main(args: argparse.Namespace) -> int:
 
     comm = MPI.COMM_WORLD
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    bad = [a for a in algorithms if a not in ALGORITHMS]
-    if bad or not algorithms:
-        raise ValueError(f"unknown algorithm(s) {bad}; choose from {', '.join(ALGORITHMS)}")
+    collectives = parse_collectives(args, DEFAULT_COLLECTIVES)
     if args.iters < 1 or args.warmup < 0:
         raise ValueError("--iters must be >= 1 and --warmup >= 0")
     specs = list(args.compressor or DEFAULT_COMPRESSORS)
     rows = bench(
         comm,
         sizes,
-        algorithms,
+        collectives,
         specs,
         iters=args.iters,
         warmup=args.warmup,

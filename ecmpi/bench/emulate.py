@@ -31,15 +31,24 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .allreduce import ALGORITHMS, DEFAULT_COMPRESSORS, format_table, parse_size
+from ..comm.registry import COLLECTIVES
+from .allreduce import (
+    DEFAULT_COMPRESSORS,
+    collectives_option,
+    format_table,
+    parse_collectives,
+    parse_size,
+)
 from .netns import EmulatedCluster, read_counters, remove_stale
 
 __all__ = [
+    "EMULATED_COLLECTIVES",
     "STUDY_COMPRESSORS",
     "iterations_for",
     "main_allreduce",
@@ -47,6 +56,8 @@ __all__ = [
     "worker",
 ]
 
+#: the collectives of the emulated run: all but ``ps`` (its root's link is the bottleneck)
+EMULATED_COLLECTIVES = tuple(name for name in COLLECTIVES if name != "ps")
 #: the compressors of the network study (1-bit qsgd is the scaled sign)
 STUDY_COMPRESSORS = (
     "none",
@@ -64,15 +75,15 @@ def iterations_for(nbytes: int, budget_bytes: float = 32 << 20, most: int = 5) -
     return int(max(1, min(most, budget_bytes // max(nbytes, 1))))
 
 
-def _warm(comm: Any, specs: Sequence[str], algorithms: Sequence[str]) -> None:
+def _warm(comm: Any, specs: Sequence[str], collectives: Sequence[str]) -> None:
     """One small call of every method: numba loads or compiles its kernels here, not in a timing."""
     import ecmpi
 
     x = np.linspace(-1, 1, 4099, dtype=np.float32)
     for spec in specs:
         c = ecmpi.compressor(spec)
-        for alg in algorithms:
-            ecmpi.allreduce(x, c, comm=comm, algorithm=alg, seed=(9, 9), check=False)
+        for name in collectives:
+            ecmpi.allreduce(x, c, comm=comm, collective=name, seed=(9, 9), check=False)
 
 
 def _measure(
@@ -116,9 +127,9 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
     P = comm.size
     links = config.get("links")
     specs = list(config["compressors"])
-    algorithms = list(config["algorithms"])
+    collectives = list(config["collectives"])
     warmup = int(config.get("warmup", 0))
-    _warm(comm, specs, algorithms)
+    _warm(comm, specs, collectives)
     rows: list[dict[str, Any]] = []
     for nbytes in config["sizes"]:
         n = int(nbytes) // 4
@@ -145,12 +156,12 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
         )
         for spec in specs:
             c = ecmpi.compressor(spec)
-            for alg in algorithms:
+            for name in collectives:
                 st = CommStats()
 
-                def call(i, _x=x, _c=c, _alg=alg, _st=st):
+                def call(i, _x=x, _c=c, _name=name, _st=st):
                     ecmpi.allreduce(
-                        _x, _c, comm=comm, algorithm=_alg, seed=(0, i), stats=_st, check=False
+                        _x, _c, comm=comm, collective=_name, seed=(0, i), stats=_st, check=False
                     )
 
                 t, link = _measure(comm, call, iters, warmup, links)
@@ -162,7 +173,7 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append(
                     {
                         **base,
-                        "algorithm": alg,
+                        "algorithm": name,
                         "compressor": spec,
                         "seconds": t,
                         "bytes_sent": comm.allreduce(st.bytes_sent / calls, op=MPI.MAX),
@@ -174,7 +185,7 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                     }
                 )
                 if comm.rank == 0 and config.get("progress"):
-                    print(f"  {n * 4 >> 20}M {alg} {spec}: {t:.3f} s", file=sys.stderr, flush=True)
+                    print(f"  {n * 4 >> 20}M {name} {spec}: {t:.3f} s", file=sys.stderr, flush=True)
         del x, out
     for r in rows:
         r["speedup"] = _mpi_time(rows, r) / r["seconds"]
@@ -194,11 +205,12 @@ def run_emulated(
     sizes: Sequence[int],
     *,
     compressors: Sequence[str] = STUDY_COMPRESSORS,
-    algorithms: Sequence[str] = ("allgather", "sra", "ring"),
+    collectives: Sequence[str] = EMULATED_COLLECTIVES,
     iters: int | None = None,
     warmup: int = 0,
     timeout: float = 3600,
     progress: bool = False,
+    algorithms: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Create an emulated cluster of ``nranks`` links at ``rate``, run :func:`worker`, tear down.
 
@@ -207,11 +219,12 @@ def run_emulated(
         rate: link rate in tc syntax, e.g. ``"1gbit"``.
         sizes: float32 vector sizes in bytes.
         compressors: compressor specs.
-        algorithms: ecmpi collectives.
+        collectives: names of :data:`ecmpi.comm.COLLECTIVES`.
         iters: timed calls per configuration (None: :func:`iterations_for`).
         warmup: untimed calls before each configuration (kernels are warmed once anyway).
         timeout: seconds before the MPI job is killed.
         progress: print one line per configuration to stderr.
+        algorithms: deprecated alias of ``collectives`` (DeprecationWarning).
 
     Returns:
         One dict per (size, method), see the module docstring; each row also
@@ -221,9 +234,16 @@ def run_emulated(
         NetnsUnavailable: not root, or ``ip``/``tc`` missing.
         RuntimeError: the MPI job failed (its output is in the message).
     """
-    bad = [a for a in algorithms if a not in ALGORITHMS]
+    if algorithms is not None:
+        warnings.warn(
+            "run_emulated(algorithms=...) is deprecated; use the keyword 'collectives'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        collectives = algorithms
+    bad = [a for a in collectives if a not in COLLECTIVES]
     if bad:
-        raise ValueError(f"unknown algorithm(s) {bad}; choose from {', '.join(ALGORITHMS)}")
+        raise ValueError(f"unknown collective(s) {bad}; choose from {', '.join(COLLECTIVES)}")
     if not sizes:
         raise ValueError("no sizes given")
     remove_stale()  # namespaces of an earlier run killed with SIGKILL
@@ -234,7 +254,7 @@ def run_emulated(
         config = {
             "sizes": [int(s) for s in sizes],
             "compressors": list(compressors),
-            "algorithms": list(algorithms),
+            "collectives": list(collectives),
             "iters": iters,
             "warmup": warmup,
             "rate": rate,
@@ -264,9 +284,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", default="1gbit", help="link rate in tc syntax (1gbit, 10gbit)")
     parser.add_argument("--ranks", type=int, default=4, help="ranks, one namespace each")
     parser.add_argument("--sizes", default="1M,16M", help="float32 vector sizes (K/M/G)")
-    parser.add_argument(
-        "--algorithms", default="allgather,sra,ring", help="comma-separated ecmpi collectives"
-    )
+    collectives_option(parser, EMULATED_COLLECTIVES)
     parser.add_argument(
         "--compressor", action="append", default=None, help="compressor spec; repeat for several"
     )
@@ -287,12 +305,12 @@ def main(args: argparse.Namespace) -> int:
                 json.dump(rows, fh)
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    collectives = parse_collectives(args, EMULATED_COLLECTIVES)
     specs = list(args.compressor or DEFAULT_COMPRESSORS)
     if args.iters is not None and args.iters < 1:
         raise ValueError("--iters must be >= 1")
     rows = run_emulated(
-        args.ranks, args.rate, sizes, compressors=specs, algorithms=algorithms, iters=args.iters
+        args.ranks, args.rate, sizes, compressors=specs, collectives=collectives, iters=args.iters
     )
     print(f"ecmpi bench allreduce --emulate {args.rate}: P={args.ranks}")
     print(format_table([{**r, "ratio": 1 / r["speedup"], **_bw(r)} for r in rows]))
@@ -312,12 +330,12 @@ def main_allreduce(args: argparse.Namespace) -> int:
     """``ecmpi bench allreduce --emulate RATE [--ranks P]``: its options, on an emulated cluster.
 
     ``ps``, ``--warmup``, ``--feedback`` and ``--check`` are not part of the emulated run."""
-    algorithms = [a for a in args.algorithms.split(",") if a.strip() and a.strip() != "ps"]
+    names = [a for a in parse_collectives(args, EMULATED_COLLECTIVES) if a in EMULATED_COLLECTIVES]
     ns = argparse.Namespace(
         rate=args.emulate,
         ranks=args.ranks,
         sizes=args.sizes,
-        algorithms=",".join(algorithms),
+        collectives=",".join(names),
         compressor=args.compressor,
         iters=args.iters,
         out=args.out,

@@ -17,24 +17,17 @@ codec whose payload for m entries is ``w(m) = h + c*m`` bytes::
   (decode includes adding into the sum);
 - ``delta_e``, ``delta_d``: fixed seconds per call (Python, allocation).
 
-Counts per algorithm (one rank, sequential phases, no overlap):
+Counts per collective (one rank, sequential phases, no overlap) live beside
+each collective, as its registry entry's ``counts`` (:data:`ecmpi.comm.COLLECTIVES`;
+the module docstrings of :mod:`ecmpi.comm.allgather`, ``sra``, ``ring`` and
+``ps`` state the formulas, and docs/network.md tabulates them). This module
+adds the one row that is not an ecmpi collective::
 
-============== ================== ======================== =============== ===================
-algorithm      messages           bytes per link           encoded         decoded
-============== ================== ======================== =============== ===================
-MPI_Allreduce  2 ceil(log2 P)     2 (P-1)/P * 4n           --              (P-1)/P * n (sum)
-allgather      P-1                (P-1) w(n)               n               P n
-sra            2 (P-1)            2 (P-1) w(n/P)           n + n/P         2 n
-ring           2 (P-1) k          2 (P-1) w(n/P)           n + n/P         (P-1)/P n + n
-ps             2 (P-1) + log2 P   (P-1) w(n) + 2(P-1)/P w  2 n             (P+1) n
-============== ================== ======================== =============== ===================
+    MPI_Allreduce:  messages 2 ceil(log2 P), bytes 2 (P-1)/P * 4n, decoded (P-1)/P * n (the sum)
 
-``k`` is the number of ring segments per chunk, ``ceil(n/P / segment)``.
 MPI_Allreduce is modelled as MPICH's large-message algorithm (Rabenseifner:
 recursive-halving reduce-scatter, recursive-doubling allgather); its
 reduction cost (``gamma_sum`` per entry) is folded into the decode column.
-``ps`` counts the root, the bottleneck: it receives ``P-1`` payloads and
-broadcasts by scatter and allgather.
 
 Assumptions, stated plainly: every rank has one full-duplex link and the
 switch is non-blocking (no contention beyond the links); phases do not
@@ -53,8 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from ..comm.registry import COLLECTIVES, Counts
+from ..comm.ring import DEFAULT_SEGMENT
+
 __all__ = [
-    "MODEL_ALGORITHMS",
+    "MODEL_COLLECTIVES",
     "Codec",
     "Counts",
     "Network",
@@ -70,9 +66,23 @@ __all__ = [
     "predict_seconds",
 ]
 
-MODEL_ALGORITHMS = ("MPI_Allreduce", "allgather", "sra", "ring", "ps")
-#: the ring collective's default segment (entries), as in :mod:`ecmpi.comm.ring`
-RING_SEGMENT = 1 << 18
+#: what the model predicts: MPI_Allreduce and every registered collective
+MODEL_COLLECTIVES = ("MPI_Allreduce", *COLLECTIVES)
+#: the ring collective's default segment (entries), :data:`ecmpi.comm.ring.DEFAULT_SEGMENT`
+RING_SEGMENT = DEFAULT_SEGMENT
+_DEPRECATED = {"MODEL_ALGORITHMS": "MODEL_COLLECTIVES"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        import warnings
+
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"ecmpi.bench.model.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -134,16 +144,6 @@ def codec(spec: Any, *, n_ref: int = 1 << 20, **costs: float) -> Codec:
     return Codec(name, w1 - per * n_ref, per, **costs)
 
 
-@dataclass(frozen=True)
-class Counts:
-    """What one rank does in one call: messages, bytes on its busiest link, entries coded."""
-
-    messages: float
-    bytes: float
-    encoded: float
-    decoded: float
-
-
 def _check(n: float, P: int) -> None:
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
@@ -151,34 +151,31 @@ def _check(n: float, P: int) -> None:
         raise ValueError(f"P must be a positive int, got {P!r}")
 
 
-def counts(algorithm: str, n: float, P: int, c: Codec = FLOAT32, *, segment: int = RING_SEGMENT):
-    """The :class:`Counts` of one call (table in the module docstring).
+def counts(collective: str, n: float, P: int, c: Codec = FLOAT32, *, segment: int = RING_SEGMENT):
+    """The :class:`Counts` of one call: ``MPI_Allreduce``'s (module docstring) or the
+    collective's registry entry's ``counts``.
 
     Args:
-        algorithm: one of :data:`MODEL_ALGORITHMS`.
+        collective: one of :data:`MODEL_COLLECTIVES`.
         n: float32 entries per rank.
         P: ranks.
         c: the codec (ignored for ``MPI_Allreduce``).
-        segment: ring segment length in entries.
+        segment: ring segment length in entries (for a collective taking ``segment``).
     """
     _check(n, P)
+    if collective == "MPI_Allreduce":
+        if P == 1:
+            return Counts(0.0, 0.0, 0.0, 0.0)
+        lg = math.ceil(math.log2(P))
+        return Counts(2.0 * lg, 2.0 * (P - 1) / P * 4.0 * n, 0.0, (P - 1) / P * n)
+    entry = COLLECTIVES.get(collective) if isinstance(collective, str) else None
+    if entry is None or entry.counts is None:
+        names = [k for k in MODEL_COLLECTIVES if k not in COLLECTIVES or COLLECTIVES[k].counts]
+        raise ValueError(f"unknown collective {collective!r}; choose from {', '.join(names)}")
     if P == 1:
         return Counts(0.0, 0.0, 0.0, 0.0)
-    lg = math.ceil(math.log2(P))
-    if algorithm == "MPI_Allreduce":
-        return Counts(2.0 * lg, 2.0 * (P - 1) / P * 4.0 * n, 0.0, (P - 1) / P * n)
-    if algorithm == "allgather":
-        return Counts(P - 1.0, (P - 1) * c.wire(n), n, P * n)
-    m = n / P
-    if algorithm == "sra":
-        return Counts(2.0 * (P - 1), 2.0 * (P - 1) * c.wire(m), n + m, 2.0 * n)
-    if algorithm == "ring":
-        k = max(1, math.ceil(m / segment))
-        return Counts(2.0 * (P - 1) * k, 2.0 * (P - 1) * k * c.wire(m / k), n + m, (P - 1) * m + n)
-    if algorithm == "ps":
-        down = 2.0 * (P - 1) / P * c.wire(n)
-        return Counts(2.0 * (P - 1) + lg, (P - 1) * c.wire(n) + down, 2.0 * n, (P + 1.0) * n)
-    raise ValueError(f"unknown algorithm {algorithm!r}; choose from {', '.join(MODEL_ALGORITHMS)}")
+    kw = {"segment": segment} if "segment" in entry.options else {}
+    return entry.counts(n, P, c.wire, **kw)
 
 
 def predict_seconds(k: Counts, net: Network, c: Codec) -> float:
@@ -191,18 +188,18 @@ def predict_seconds(k: Counts, net: Network, c: Codec) -> float:
     return t
 
 
-def predict(algorithm: str, n: float, P: int, net: Network, c: Codec = FLOAT32, **kw: Any):
+def predict(collective: str, n: float, P: int, net: Network, c: Codec = FLOAT32, **kw: Any):
     """Seconds of one call: :func:`predict_seconds` of :func:`counts`."""
-    return predict_seconds(counts(algorithm, n, P, c, **kw), net, c)
+    return predict_seconds(counts(collective, n, P, c, **kw), net, c)
 
 
-def ideal_speedup(algorithm: str, n: float, P: int, c: Codec) -> float:
+def ideal_speedup(collective: str, n: float, P: int, c: Codec) -> float:
     """Bytes of ``MPI_Allreduce`` over bytes of the compressed collective (busiest link)."""
-    return counts("MPI_Allreduce", n, P).bytes / counts(algorithm, n, P, c).bytes
+    return counts("MPI_Allreduce", n, P).bytes / counts(collective, n, P, c).bytes
 
 
 def break_even_throughput(
-    algorithm: str, n: float, P: int, net: Network, c: Codec, *, mpi_gamma: float = 0.0
+    collective: str, n: float, P: int, net: Network, c: Codec, *, mpi_gamma: float = 0.0
 ) -> float:
     """Input bytes per second (float32) that encode and decode must reach together for the
     compressed collective to tie with ``MPI_Allreduce`` (inf when it cannot, even at zero cost).
@@ -211,7 +208,7 @@ def break_even_throughput(
     equals ``T_mpi`` at ``g* = (T_mpi - T_comm) / (E + D)``; the throughput is ``4/g*``.
     """
     t_mpi = predict("MPI_Allreduce", n, P, net, replace(FLOAT32, gamma_decode=mpi_gamma))
-    k = counts(algorithm, n, P, c)
+    k = counts(collective, n, P, c)
     t_comm = net.alpha * k.messages + net.beta * k.bytes
     if t_comm >= t_mpi:
         return math.inf
@@ -254,7 +251,7 @@ def fit_gamma(rows: Iterable[dict[str, Any]], spec: str, P: int | None = None) -
     """Per-entry and fixed costs of one compressor from the phase times of measured rows.
 
     ``encode_seconds ~ delta_e + gamma_e * encoded`` and ``decode_seconds ~ delta_d +
-    gamma_d * decoded``, the counts from :func:`counts` for each row's algorithm and
+    gamma_d * decoded``, the counts from :func:`counts` for each row's collective and
     size; non-negative least squares on relative errors. ``P`` selects rows of one rank
     count (the costs depend on how many ranks share the cores).
     """

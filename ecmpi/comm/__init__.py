@@ -1,7 +1,8 @@
 """Compressed collectives on mpi4py.
 
 :func:`allreduce` sums (or averages) a vector over the ranks of a
-communicator with any ecmpi compressor, by one of four algorithms:
+communicator with any ecmpi compressor, by one of the collectives of
+:data:`COLLECTIVES` (the registry, :mod:`ecmpi.comm.registry`):
 
 - ``allgather``: every rank's payload to every rank (:mod:`ecmpi.comm.allgather`);
 - ``sra``: scatter-reduce-allgather with two-level error feedback (:mod:`ecmpi.comm.sra`);
@@ -12,13 +13,17 @@ Every rank ends with the same bits. :class:`CommStats` counts bytes and
 seconds; :class:`CollectiveFeedback` holds the error-feedback residuals.
 """
 
+from . import allgather, ps, ring, sra  # noqa: F401  (registers every collective)
 from .common import library_comm
 from .dispatch import allreduce
 from .ps import ps_broadcast, ps_exchange, ps_gather
+from .registry import COLLECTIVES, Collective
 from .residuals import CollectiveFeedback
 from .stats import CommStats
 
 __all__ = [
+    "COLLECTIVES",
+    "Collective",
     "CollectiveFeedback",
     "CommStats",
     "allreduce",

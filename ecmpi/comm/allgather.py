@@ -8,25 +8,37 @@
 
 Wire volume per rank: ``(P-1)`` payloads sent and received. Right for
 sparse payloads and small P; the decode work grows with P.
+
+Cost per call (:func:`counts`, for :mod:`ecmpi.bench.model`; ``w(m)`` the
+payload bytes of ``m`` entries): ``P-1`` messages, ``(P-1) w(n)`` bytes per
+link, ``n`` entries encoded, ``P n`` decoded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import fixed_size, wire_size
+from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
 from .transport import allgather_bytes
 
-__all__ = ["allgather_allreduce"]
+__all__ = ["allgather_allreduce", "counts"]
 
 PHASE = 0
 
 
+def counts(n: float, P: int, wire: Callable[[float], float]) -> Counts:
+    """Messages, bytes per link, entries encoded and decoded of one call (module docstring)."""
+    return Counts(P - 1.0, (P - 1) * wire(n), n, P * n)
+
+
+@register("allgather", id=1, counts=counts)
 def allgather_allreduce(
     x: Any,
     c: Compressor,

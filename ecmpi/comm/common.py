@@ -20,7 +20,6 @@ from ..compress.payload import dtype_code
 from ..rng import SeedLike
 
 __all__ = [
-    "ALGORITHMS",
     "agree",
     "as_compressor",
     "check_root",
@@ -31,9 +30,6 @@ __all__ = [
     "seed_parts",
     "wire_size",
 ]
-
-#: collective algorithms, with the id used in the agreement check
-ALGORITHMS: dict[str, int] = {"allgather": 1, "sra": 2, "ring": 3, "ps": 4}
 
 _KEYVAL: int | None = None  # attribute: user comm -> its library duplicate
 _OWNED: int | None = None  # attribute: marks a library duplicate

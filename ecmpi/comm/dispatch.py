@@ -1,15 +1,19 @@
-"""``ecmpi.allreduce``: argument checks, the cross-rank agreement check, dispatch."""
+"""``ecmpi.allreduce``: argument checks, the cross-rank agreement check, dispatch.
+
+The collective is looked up in :data:`ecmpi.comm.registry.COLLECTIVES`; its
+entry says which of ``root``, ``downlink``, ``segment`` it takes (only those
+are passed to it and compared across ranks) and its agreement id.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ..compress.base import Compressor
 from ..compress.payload import dtype_code
 from ..rng import SeedLike
-from .allgather import allgather_allreduce
 from .common import (
-    ALGORITHMS,
     agree,
     as_compressor,
     check_root,
@@ -18,10 +22,9 @@ from .common import (
     seed_fingerprint,
     seed_parts,
 )
-from .ps import ps_allreduce
+from .registry import COLLECTIVES, Collective, get
 from .residuals import CollectiveFeedback
-from .ring import DEFAULT_SEGMENT, ring_allreduce
-from .sra import sra_allreduce
+from .ring import DEFAULT_SEGMENT
 from .stats import CommStats
 
 __all__ = ["allreduce"]
@@ -32,7 +35,7 @@ _FIELDS = (
     "length",
     "dtype",
     "compressor",
-    "algorithm",
+    "collective",
     "average",
     "seed",
     "error feedback",
@@ -42,13 +45,32 @@ _FIELDS = (
 )
 
 
+def _resolve(collective: Any, algorithm: Any) -> Any:
+    """The collective's name from ``collective=`` or its deprecated alias ``algorithm=``."""
+    if algorithm is None:
+        return "allgather" if collective is None else collective
+    if collective is not None:
+        raise TypeError("allreduce() got both 'collective' and its deprecated alias 'algorithm'")
+    warnings.warn(
+        "allreduce(algorithm=...) is deprecated; use the keyword 'collective'",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return algorithm
+
+
 def _validate(
-    x: Any, compressor: Any, algorithm: Any, feedback: Any, stats: Any, downlink: Any, segment: Any
-) -> tuple[Compressor, Compressor | None]:
+    x: Any,
+    compressor: Any,
+    name: Any,
+    feedback: Any,
+    stats: Any,
+    downlink: Any,
+    segment: Any,
+) -> tuple[Collective, Compressor, Compressor | None]:
     check_vector(x)
     c = as_compressor(compressor)
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    entry = get(name)
     if feedback is not None and not isinstance(feedback, CollectiveFeedback):
         raise TypeError(
             f"feedback must be a CollectiveFeedback or None, got {type(feedback).__name__}"
@@ -59,10 +81,13 @@ def _validate(
         raise ValueError(f"segment must be a positive int, got {segment!r}")
     down = None
     if downlink is not None:
-        if algorithm != "ps":
-            raise ValueError(f"downlink applies to algorithm='ps' only, not {algorithm!r}")
+        if "downlink" not in entry.options:
+            takes = " or ".join(
+                f"collective={n!r}" for n, e in COLLECTIVES.items() if "downlink" in e.options
+            )
+            raise ValueError(f"downlink applies to {takes} only, not {entry.name!r}")
         down = as_compressor(downlink, "downlink")
-    return c, down
+    return entry, c, down
 
 
 def allreduce(
@@ -70,7 +95,7 @@ def allreduce(
     compressor: Compressor | str,
     *,
     comm: Any = None,
-    algorithm: str = "allgather",
+    collective: str | None = None,
     average: bool = False,
     seed: SeedLike = 0,
     feedback: CollectiveFeedback | None = None,
@@ -79,6 +104,7 @@ def allreduce(
     root: int = 0,
     downlink: Compressor | str | None = None,
     segment: int = DEFAULT_SEGMENT,
+    algorithm: str | None = None,
 ) -> Any:
     """Compressed sum (or mean) of ``x`` over the ranks of ``comm``.
 
@@ -91,8 +117,9 @@ def allreduce(
         compressor: an :class:`ecmpi.Compressor` or a spec such as ``"qsgd:levels=4"``.
         comm: an mpi4py intracommunicator (None: ``COMM_WORLD``); the traffic
             runs on a library-owned duplicate of it.
-        algorithm: ``allgather``, ``sra`` (scatter-reduce-allgather), ``ring`` or
-            ``ps`` (parameter server); see :mod:`ecmpi.comm`.
+        collective: a name of :data:`ecmpi.comm.COLLECTIVES` (default
+            ``allgather``): ``allgather``, ``sra`` (scatter-reduce-allgather),
+            ``ring`` or ``ps`` (parameter server); see :mod:`ecmpi.comm`.
         average: divide the sum by the number of ranks.
         seed: int or tuple of ints keying every random draw; vary it per call
             (e.g. ``(seed, step)``). Collectives append ``(phase, chunk)`` ids.
@@ -101,20 +128,23 @@ def allreduce(
         stats: a :class:`CommStats` that accumulates bytes, messages and
             seconds; ``stats.last`` holds this call's alone.
         check: first verify, in one small ``Allreduce``, that all ranks agree on
-            the length, dtype, compressor, algorithm, options and seed; a
+            the length, dtype, compressor, collective, options and seed; a
             mismatch raises the same ValueError on every rank.
         root: the server rank of ``ps``.
         downlink: ``ps`` only: the compressor of the broadcast (default: the
             same; ``"none"`` for full precision).
         segment: ``ring`` only: entries per pipelined message.
+        algorithm: deprecated alias of ``collective`` (DeprecationWarning).
 
     Raises:
-        ValueError, TypeError: bad arguments, or (with ``check``) ranks that disagree.
+        ValueError, TypeError: bad arguments (both ``collective`` and ``algorithm``:
+            TypeError), or (with ``check``) ranks that disagree.
     """
     error: Exception | None = None
-    c = down = None
+    c = down = entry = None
     try:
-        c, down = _validate(x, compressor, algorithm, feedback, stats, downlink, segment)
+        name = _resolve(collective, algorithm)
+        entry, c, down = _validate(x, compressor, name, feedback, stats, downlink, segment)
         parts = seed_parts(seed)
         if isinstance(root, bool) or not isinstance(root, int):
             raise TypeError(f"root must be an int rank, got {root!r}")
@@ -132,13 +162,13 @@ def allreduce(
                     "length": x.shape[0],
                     "dtype": dtype_code(x.dtype),
                     "compressor": c.signature(),
-                    "algorithm": ALGORITHMS[algorithm],
+                    "collective": entry.id,
                     "average": int(bool(average)),
                     "seed": seed_fingerprint(parts),
                     "error feedback": int(feedback is not None),
-                    "root": root if algorithm == "ps" else 0,
+                    "root": root if "root" in entry.options else 0,
                     "downlink": down.signature() if down is not None else -1,
-                    "segment": segment if algorithm == "ring" else 0,
+                    "segment": segment if "segment" in entry.options else 0,
                 }
             )
         try:
@@ -148,19 +178,20 @@ def allreduce(
                 raise
         if error is not None:
             raise error
-    if algorithm == "ps":
-        root = check_root(lcomm, root)
-
+    options = {"root": root, "downlink": down, "segment": segment}
+    if "root" in entry.options:
+        options["root"] = check_root(lcomm, root)
     call = CommStats()
-    kw = {"average": bool(average), "seed": parts, "feedback": feedback, "stats": call}
-    if algorithm == "allgather":
-        out = allgather_allreduce(x, c, lcomm, **kw)
-    elif algorithm == "sra":
-        out = sra_allreduce(x, c, lcomm, **kw)
-    elif algorithm == "ring":
-        out = ring_allreduce(x, c, lcomm, segment=segment, **kw)
-    else:
-        out = ps_allreduce(x, c, lcomm, root=int(root), downlink=down, **kw)
+    out = entry.run(
+        x,
+        c,
+        lcomm,
+        average=bool(average),
+        seed=parts,
+        feedback=feedback,
+        stats=call,
+        **{k: options[k] for k in entry.options},
+    )
     if stats is not None:
         stats.merge_call(call)
     return out

@@ -15,10 +15,17 @@ The helpers :func:`ps_gather`, :func:`ps_broadcast` and :func:`ps_exchange`
 let an algorithm do its own server work (e.g. QESGD's model update) between
 the two directions. Uplink and downlink bytes are recorded separately
 (:attr:`CommStats.bytes_up`, :attr:`CommStats.bytes_down`).
+
+Cost per call at the root, the bottleneck (:func:`counts`, for
+:mod:`ecmpi.bench.model`; ``w(m)`` the payload bytes of ``m`` entries, the
+broadcast modelled as scatter plus allgather): ``2(P-1) + ceil(log2 P)``
+messages, ``(P-1) w(n) + 2(P-1)/P w(n)`` bytes per link, ``2n`` entries
+encoded, ``(P+1) n`` decoded.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +33,12 @@ from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import check_root, library_comm
+from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
 from .transport import bcast_bytes, gather_bytes
 
-__all__ = ["ps_allreduce", "ps_broadcast", "ps_exchange", "ps_gather"]
+__all__ = ["counts", "ps_allreduce", "ps_broadcast", "ps_exchange", "ps_gather"]
 
 PHASE = 3
 
@@ -109,6 +117,14 @@ def ps_exchange(
     return ps_broadcast(reply, comm, root, stats=stats, like=like)
 
 
+def counts(n: float, P: int, wire: Callable[[float], float]) -> Counts:
+    """Messages, bytes per link, entries encoded and decoded of one call (module docstring)."""
+    down = 2.0 * (P - 1) / P * wire(n)
+    lg = math.ceil(math.log2(P))
+    return Counts(2.0 * (P - 1) + lg, (P - 1) * wire(n) + down, 2.0 * n, (P + 1.0) * n)
+
+
+@register("ps", id=4, options=("root", "downlink"), counts=counts)
 def ps_allreduce(
     x: Any,
     c: Compressor,

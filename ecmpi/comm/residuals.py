@@ -2,12 +2,13 @@
 
 Each compression inside a collective may carry a residual: the part of its
 input that the compressor dropped, added back before the next compression at
-the same place. With error feedback's update (ECQ-SGD's form with
-``alpha = beta = 1``; Seide et al. 2014, Karimireddy et al. 2019)::
-
-    p  = g + h            # compensate
-    q  = C(p)             # what is sent (decoded)
-    h' = h + g - q        # = p - q, kept for the next call
+the same place. The update is plain error feedback (``alpha = beta = 1``:
+``p = g + h``, ``q = C(p)``, ``h' = p - q``), the recursion defined once in
+:mod:`ecmpi.compress.feedback` and computed here through its
+:class:`~ecmpi.compress.feedback.ErrorFeedback`. A driver with its own
+recursion (ECQ-SGD, the error-compensated family) resets the residuals before
+each call and reads the worker residual as the compression error ``r = p - q``
+(:func:`ecmpi.compress.feedback.residual_from_error`).
 
 Levels (1-bit Adam, Tang et al. 2021; CGX, Markov et al. 2022):
 
@@ -100,9 +101,9 @@ def compensated_encode(
 ) -> Payload:
     """Encode ``g`` with plain error feedback (:class:`ecmpi.compress.feedback.ErrorFeedback`).
 
-    ``p = g + h; payload = C(p); h <- p - decode(payload)``, with ``h`` (a view
-    into a :class:`CollectiveFeedback` residual) updated in place; ``h=None``
-    encodes ``g`` as is.
+    Steps 1 to 4 of :mod:`ecmpi.compress.feedback` with ``alpha = beta = 1``,
+    ``h`` (a view into a :class:`CollectiveFeedback` residual) updated in place;
+    ``h=None`` encodes ``g`` as is.
     """
     if h is None:
         return c.encode(g, seed=seed, rank=rank)

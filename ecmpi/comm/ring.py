@@ -21,20 +21,28 @@ the transfer of the previous one and a hop starts before the previous hop
 ended. Every rank sends and receives ``2(P-1)/P`` of one encoded vector, but
 the reduce-scatter compresses P-1 times in sequence: its error grows with P
 (error feedback at each hop compensates over steps).
+
+Cost per call (:func:`counts`, for :mod:`ecmpi.bench.model`; ``w(m)`` the
+payload bytes of ``m`` entries, ``k = ceil(n/P / segment)`` segments per
+chunk): ``2(P-1) k`` messages, ``2(P-1) k w(n/(Pk))`` bytes per link,
+``n + n/P`` entries encoded, ``(P-1)/P n + n`` decoded.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 from .._backend import array_module, from_mpi_buffer, mpi_buffer, mpi_empty
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import chunk_bounds, fixed_size, wire_size
+from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
 
-__all__ = ["DEFAULT_SEGMENT", "ring_allreduce", "segments"]
+__all__ = ["DEFAULT_SEGMENT", "counts", "ring_allreduce", "segments"]
 
 PHASE = 2
 #: entries per pipelined segment (1 MiB of float32)
@@ -99,6 +107,16 @@ class _Link:
         self.sends.clear()
 
 
+def counts(
+    n: float, P: int, wire: Callable[[float], float], *, segment: int = DEFAULT_SEGMENT
+) -> Counts:
+    """Messages, bytes per link, entries encoded and decoded of one call (module docstring)."""
+    m = n / P
+    k = max(1, math.ceil(m / segment))
+    return Counts(2.0 * (P - 1) * k, 2.0 * (P - 1) * k * wire(m / k), n + m, (P - 1) * m + n)
+
+
+@register("ring", id=3, options=("segment",), counts=counts)
 def ring_allreduce(
     x: Any,
     c: Compressor,

@@ -15,10 +15,15 @@ The pattern of 1-bit Adam (Tang et al. 2021) and CGX (Markov et al. 2022):
    decodes them, so all ranks hold the same bits.
 
 Wire volume per rank: ``2(P-1)/P`` of one encoded vector, the bandwidth optimum.
+
+Cost per call (:func:`counts`, for :mod:`ecmpi.bench.model`; ``w(m)`` the
+payload bytes of ``m`` entries): ``2(P-1)`` messages, ``2(P-1) w(n/P)`` bytes
+per link, ``n + n/P`` entries encoded, ``2n`` decoded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,15 +32,23 @@ from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import chunk_bounds, fixed_size, wire_size
+from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
 from .transport import allgather_bytes, alltoallv_bytes
 
-__all__ = ["sra_allreduce", "sra_nbytes"]
+__all__ = ["counts", "sra_allreduce", "sra_nbytes"]
 
 PHASE = 1
 
 
+def counts(n: float, P: int, wire: Callable[[float], float]) -> Counts:
+    """Messages, bytes per link, entries encoded and decoded of one call (module docstring)."""
+    m = n / P
+    return Counts(2.0 * (P - 1), 2.0 * (P - 1) * wire(m), n + m, 2.0 * n)
+
+
+@register("sra", id=2, counts=counts)
 def sra_allreduce(
     x: Any,
     c: Compressor,

@@ -1,4 +1,4 @@
-"""Error feedback (error compensation) as an optax-style transformation.
+"""Error feedback (error compensation): the one definition of its recursion.
 
 ECQ-SGD's accumulated-error form (Wu, Huang, Huang, Zhang, ICML 2018), of
 which plain error feedback (Seide et al. 2014; Karimireddy et al. 2019) is the
@@ -12,10 +12,33 @@ case ``alpha = beta = 1``:
 Summing step 4 over T steps with alpha = beta = 1 telescopes:
 ``sum_t q_t + h_T = sum_t g_t``: nothing is lost, only delayed.
 
+Every user of error feedback computes steps 1 and 4 with the functions below,
+so each rounds the same float operations in the same order:
+
+- :func:`compensate` is step 1 (``p = g`` when ``alpha = 0``, ``g + h`` when
+  ``alpha = 1``);
+- :func:`next_residual` is step 4, with an optional ``scale``: the value taken
+  as sent is ``v = scale * q`` (a scaled compressor, e.g. an unbiased one used
+  as the contraction ``Q/(omega + 1)``), so ``h' = p - v`` when
+  ``alpha = beta = 1``;
+- :func:`residual_from_error` is step 4 written with the compression error
+  ``r = p - q`` that a collective's worker residual holds after one call from
+  zero (:class:`ecmpi.CollectiveFeedback`): ``h' = r + (beta - alpha) * h``,
+  exactly ``r`` when ``alpha = beta``; with ``scale``: ``v = scale*(p - r)``,
+  ``h' = p - v``.
+
+Users: :class:`ErrorFeedback` (below), the collectives' residuals
+(:func:`ecmpi.comm.residuals.compensated_encode`), the ECQ-SGD driver
+(:mod:`ecmpi.algorithms.ecqsgd`), the error-compensated family's
+:class:`ecmpi.algorithms.ec.CompensatedMean` and the GPU's fused
+:func:`ecmpi.compress.gpu.ef_encode` (whose CUDA kernel computes steps 1 and 4
+op for op, ``kernels/quant.cuh``).
+
 Stability (as reported for ECQ-SGD): ``alpha^2 * gamma + (beta - alpha)^2 < 1``
 where ``gamma`` is the quantizer's relative variance (its ``omega``); see
-:meth:`ErrorFeedback.is_stable`. Tuning: ``alpha = beta = 1`` is the safe
-default; a coarse quantizer (large ``gamma``) needs ``alpha < 1/sqrt(gamma)``.
+:func:`stability` and :meth:`ErrorFeedback.is_stable`. Tuning: ``alpha = beta = 1``
+is the safe default; a coarse quantizer (large ``gamma``) needs
+``alpha < 1/sqrt(gamma)``.
 
 A two-level scheme (worker residual, then a server residual on the chunk a
 rank owns) uses one :class:`ErrorFeedback` state per level; the server's state
@@ -39,7 +62,76 @@ from .base import Compressor
 from .base import compressor as make_compressor
 from .payload import Payload
 
-__all__ = ["ErrorFeedback", "FeedbackState"]
+__all__ = [
+    "ErrorFeedback",
+    "FeedbackState",
+    "compensate",
+    "next_residual",
+    "residual_from_error",
+    "stability",
+]
+
+
+def _times(c: float, a: Any) -> Any:
+    """``c * a`` with ``c`` rounded to ``a``'s dtype first (NumPy's rule for a Python float)."""
+    return a.dtype.type(c) * a
+
+
+def compensate(g: Any, h: Any, alpha: float = 1.0) -> Any:
+    """Step 1: ``p = g + alpha * h`` (``g`` itself when ``alpha = 0``, ``g + h`` when 1)."""
+    if alpha == 0.0:
+        return g
+    return g + h if alpha == 1.0 else g + _times(alpha, h)
+
+
+def next_residual(
+    g: Any, h: Any, p: Any, q: Any, *, alpha: float = 1.0, beta: float = 1.0, scale: float = 1.0
+) -> Any:
+    """Step 4: ``h' = beta*h + (g - v)``, ``v = scale*q``; ``h' = p - v`` when ``alpha = beta = 1``.
+
+    Args:
+        g: the input of step 1.
+        h: the residual before the step.
+        p: the compensated vector of step 1 (:func:`compensate`).
+        q: the decoded message ``C(p)``.
+        alpha, beta: the recursion's coefficients.
+        scale: factor applied to ``q`` to give the value taken as sent.
+    """
+    v = q if scale == 1.0 else _times(scale, q)
+    if alpha == 1.0 and beta == 1.0:
+        return p - v
+    return (h if beta == 1.0 else _times(beta, h)) + (g - v)
+
+
+def residual_from_error(
+    r: Any,
+    h: Any,
+    p: Any = None,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    scale: float = 1.0,
+) -> Any:
+    """Step 4 from the compression error ``r = p - q`` (a fresh array, never ``r`` itself).
+
+    ``h' = r + (beta - alpha) * h`` (equal to ``beta*h + (g - q)`` since
+    ``p = g + alpha*h``), a copy of ``r`` when ``alpha = beta``. With
+    ``scale != 1`` (only for ``alpha = beta = 1``; needs ``p``):
+    ``v = scale * (p - r)`` and ``h' = p - v`` (:func:`next_residual`).
+
+    Raises:
+        ValueError: ``scale != 1`` with other coefficients, or without ``p``.
+    """
+    if scale == 1.0:
+        return r.copy() if alpha == beta else r + _times(beta - alpha, h)
+    if p is None or alpha != 1.0 or beta != 1.0:
+        raise ValueError("residual_from_error: scale != 1 needs p and alpha = beta = 1")
+    return next_residual(None, h, p, p - r, scale=scale)
+
+
+def stability(omega: float, alpha: float = 1.0, beta: float = 1.0) -> float:
+    """ECQ-SGD's stability quantity ``alpha^2 * omega + (beta - alpha)^2`` (stable below 1)."""
+    return alpha**2 * omega + (beta - alpha) ** 2
 
 
 class FeedbackState(NamedTuple):
@@ -82,9 +174,13 @@ class ErrorFeedback:
         """True for plain error feedback (``alpha = beta = 1``)."""
         return self.alpha == 1.0 and self.beta == 1.0
 
+    def stability(self, gamma: float) -> float:
+        """:func:`stability` with this transformation's coefficients."""
+        return stability(gamma, self.alpha, self.beta)
+
     def is_stable(self, gamma: float) -> bool:
         """ECQ-SGD's condition ``alpha^2 * gamma + (beta - alpha)^2 < 1``."""
-        return self.alpha**2 * gamma + (self.beta - self.alpha) ** 2 < 1.0
+        return self.stability(gamma) < 1.0
 
     def init(self, like: Any) -> FeedbackState:
         """A zero residual shaped like ``like`` (NumPy or CuPy, float32 or float64)."""
@@ -94,22 +190,18 @@ class ErrorFeedback:
         return FeedbackState(xp.zeros_like(like))
 
     def compensate(self, g: Any, state: FeedbackState) -> Any:
-        """Step 1: ``p = g + alpha * h``."""
-        h = self._residual(g, state)
-        return g + h if self.alpha == 1.0 else g + self.alpha * h
+        """Step 1: ``p = g + alpha * h`` (:func:`compensate`)."""
+        return compensate(g, self._residual(g, state), self.alpha)
 
     def update(
         self, g: Any, state: FeedbackState, *, seed: SeedLike, rank: int = 0
     ) -> tuple[Payload, Any, FeedbackState]:
         """Compress ``g + alpha*h``; return the payload, its decoded value and the new state."""
         h = self._residual(g, state)
-        p = self.compensate(g, state)
+        p = compensate(g, h, self.alpha)
         payload = self.compressor.encode(p, seed=seed, rank=rank)
         q = self.compressor.decode(payload)
-        if self.is_plain:
-            new = p - q
-        else:
-            new = (h if self.beta == 1.0 else self.beta * h) + (g - q)
+        new = next_residual(g, h, p, q, alpha=self.alpha, beta=self.beta)
         return payload, q, FeedbackState(new)
 
     @staticmethod

@@ -419,11 +419,14 @@ def ef_encode(
 ) -> Payload:
     """Error feedback in one pass: compress ``p = g + alpha*h`` and update ``h`` in place.
 
-    ``h' = beta*h + (g - q)`` with ``q = decode(payload)`` (``h' = p - q`` when
-    ``alpha = beta = 1``), each operation rounded in the vector's dtype, as
+    Steps 1 to 4 of the recursion defined in :mod:`ecmpi.compress.feedback`
+    (``h' = beta*h + (g - q)``, ``p - q`` when ``alpha = beta = 1``), each
+    operation rounded in the vector's dtype, as
     :class:`ecmpi.compress.feedback.ErrorFeedback` computes it. qsgd,
     terngrad and sign run one fused kernel (one read of ``g`` and ``h``, one
-    write of ``h`` and the codes); other codecs compose CuPy operations.
+    write of ``h`` and the codes; ``kernels/quant.cuh`` computes the same
+    operations); other codecs, and ``alpha = 0`` (``p = g``, no compensation),
+    compose CuPy operations with the functions of that module.
 
     Args:
         compressor: the compressor.
@@ -444,19 +447,17 @@ def ef_encode(
         )
     if out_q is not None and (out_q.shape != g.shape or out_q.dtype != g.dtype):
         raise ValueError(f"ef_encode: out_q must be {g.shape} {g.dtype}")
-    if compressor.name in _FUSED_EF:
+    from . import feedback as ef
+
+    if compressor.name in _FUSED_EF and alpha != 0.0:
         g = compressor._check_input(g)
         return _encode_quant(
             compressor.name, compressor, g, seed, int(rank), residual, out_q, alpha, beta
         )
-    T = g.dtype.type
-    p = g + residual if alpha == 1.0 else g + T(alpha) * residual
+    p = ef.compensate(g, residual, alpha)
     payload = compressor.encode(p, seed=seed, rank=rank)
     q = compressor.decode(payload)
-    if alpha == 1.0 and beta == 1.0:
-        residual[...] = p - q
-    else:
-        residual[...] = (residual if beta == 1.0 else T(beta) * residual) + (g - q)
+    residual[...] = ef.next_residual(g, residual, p, q, alpha=alpha, beta=beta)
     if out_q is not None:
         out_q[...] = q
     return payload

@@ -14,7 +14,7 @@ from ecmpi.comm.common import chunk_bounds
 from ecmpi.comm.ring import segments
 from ecmpi.comm.sra import sra_nbytes
 
-ALGS = ["allgather", "sra", "ring", "ps"]
+NAMES = ["allgather", "sra", "ring", "ps"]
 EPS32 = float(np.finfo(np.float32).eps)
 # parameters for compressors whose defaults would make a tiny test vector trivial
 SPECS = {
@@ -48,13 +48,13 @@ def same_on_all_ranks(comm, y: np.ndarray) -> bool:
     return len(set(comm.allgather(digest))) == 1
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
+@pytest.mark.parametrize("collective", NAMES)
 @pytest.mark.parametrize("d", [1, 3, 4099])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_none_equals_mpi_sum(comm, algorithm, d, dtype):
+def test_none_equals_mpi_sum(comm, collective, d, dtype):
     x = local_vector(comm, d, dtype)
     ref = mpi_sum(comm, x)
-    y = allreduce(x, "none", comm=comm, algorithm=algorithm, segment=64)
+    y = allreduce(x, "none", comm=comm, collective=collective, segment=64)
     assert y.dtype == x.dtype and y.shape == x.shape
     # two summation orders of P terms differ by at most 2(P-1) eps sum|x_i| per entry
     bound = 2 * max(comm.size - 1, 1) * np.finfo(dtype).eps * mpi_sum(comm, np.abs(x))
@@ -62,9 +62,9 @@ def test_none_equals_mpi_sum(comm, algorithm, d, dtype):
     assert same_on_all_ranks(comm, y)
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
+@pytest.mark.parametrize("collective", NAMES)
 @pytest.mark.parametrize("spec", compressors())
-def test_bitwise_identical_on_all_ranks(comm, algorithm, spec):
+def test_bitwise_identical_on_all_ranks(comm, collective, spec):
     for d in (3, 777):
         x = local_vector(comm, d, salt=1)
         fb = CollectiveFeedback()
@@ -73,7 +73,7 @@ def test_bitwise_identical_on_all_ranks(comm, algorithm, spec):
                 x,
                 spec,
                 comm=comm,
-                algorithm=algorithm,
+                collective=collective,
                 seed=(5, step),
                 feedback=fb,
                 average=True,
@@ -83,15 +83,15 @@ def test_bitwise_identical_on_all_ranks(comm, algorithm, spec):
             assert same_on_all_ranks(comm, y)
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
+@pytest.mark.parametrize("collective", NAMES)
 @pytest.mark.parametrize("spec", compressors())
-def test_compressed_result_is_close_to_the_sum(comm, algorithm, spec):
+def test_compressed_result_is_close_to_the_sum(comm, collective, spec):
     """Every compressor's reduced vector is within its own error of the exact mean."""
     c = ecmpi.compressor(spec)
     d = 512
     x = local_vector(comm, d, salt=2)
     ref = mpi_sum(comm, x) / comm.size
-    y = allreduce(x, c, comm=comm, algorithm=algorithm, average=True, seed=3, segment=200)
+    y = allreduce(x, c, comm=comm, collective=collective, average=True, seed=3, segment=200)
     err = np.linalg.norm(y - ref)
     # each compression keeps ||C(v) - v|| <= ||v|| (contractions) or, for the unbiased
     # quantizers, far below ||v|| + ||C(v)||; the chain has at most P compressions of
@@ -102,11 +102,11 @@ def test_compressed_result_is_close_to_the_sum(comm, algorithm, spec):
         assert err <= 2 * comm.size * 2.0**-7 * total
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
-def test_average_is_sum_over_p(comm, algorithm):
+@pytest.mark.parametrize("collective", NAMES)
+def test_average_is_sum_over_p(comm, collective):
     x = local_vector(comm, 1001)
-    s = allreduce(x, "none", comm=comm, algorithm=algorithm)
-    m = allreduce(x, "none", comm=comm, algorithm=algorithm, average=True)
+    s = allreduce(x, "none", comm=comm, collective=collective)
+    m = allreduce(x, "none", comm=comm, collective=collective, average=True)
     assert np.array_equal(m, s / np.float32(comm.size))
 
 
@@ -122,21 +122,21 @@ def test_byte_counts_equal_formulas(comm, spec, d):
     x = local_vector(comm, d)
     bounds = chunk_bounds(d, P)
     seg = 300
-    for algorithm in ALGS:
+    for collective in NAMES:
         st = CommStats()
-        allreduce(x, c, comm=comm, algorithm=algorithm, stats=st, segment=seg)
+        allreduce(x, c, comm=comm, collective=collective, stats=st, segment=seg)
         last = st.last
         assert last.calls == 1 and st.calls == 1
-        if algorithm == "allgather":
+        if collective == "allgather":
             sent = recv = (P - 1) * _wire(c, d)
             msgs = P - 1
-        elif algorithm == "sra":
+        elif collective == "sra":
             sent = recv = sra_nbytes(c, d, P, r)
             assert sent == sum(_wire(c, b - a) for j, (a, b) in enumerate(bounds) if j != r) + (
                 P - 1
             ) * _wire(c, bounds[r][1] - bounds[r][0])
             msgs = None
-        elif algorithm == "ring":
+        elif collective == "ring":
 
             def chunk_bytes(j):
                 return sum(_wire(c, b - a) for a, b in segments(*bounds[j], seg))
@@ -155,9 +155,9 @@ def test_byte_counts_equal_formulas(comm, spec, d):
             else:
                 sent, recv, msgs = w, w, 1
                 assert (last.bytes_up, last.bytes_down) == (w, w)
-        assert (last.bytes_sent, last.bytes_received) == (sent, recv), algorithm
+        assert (last.bytes_sent, last.bytes_received) == (sent, recv), collective
         if msgs is not None:
-            assert last.messages == msgs, algorithm
+            assert last.messages == msgs, collective
         # what one rank sends, another receives
         assert (
             mpi_sum(comm, np.array([sent], np.int64))[0]
@@ -165,8 +165,8 @@ def test_byte_counts_equal_formulas(comm, spec, d):
         )
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
-def test_subcommunicator(comm, algorithm):
+@pytest.mark.parametrize("collective", NAMES)
+def test_subcommunicator(comm, collective):
     sub = comm.Split(color=comm.rank % 2, key=comm.rank)
     try:
         x = local_vector(sub, 333, salt=comm.rank % 2)
@@ -174,7 +174,7 @@ def test_subcommunicator(comm, algorithm):
         # a pending receive on the user's communicator must not see ecmpi traffic
         probe = np.zeros(1, np.uint8)
         req = sub.Irecv(probe, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG)
-        y = allreduce(x, "none", comm=sub, algorithm=algorithm)
+        y = allreduce(x, "none", comm=sub, collective=collective)
         assert not req.Test()
         req.Cancel()
         req.Wait()
@@ -200,10 +200,10 @@ def _raises_everywhere(comm, match, **kw_by_rank):
         allreduce(**kw_by_rank)
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
-def test_mismatched_arguments_raise_on_every_rank(comm, algorithm):
+@pytest.mark.parametrize("collective", NAMES)
+def test_mismatched_arguments_raise_on_every_rank(comm, collective):
     r, last = comm.rank, comm.size - 1
-    base = {"comm": comm, "algorithm": algorithm}
+    base = {"comm": comm, "collective": collective}
     x = local_vector(comm, 100)
     if comm.size > 1:
         cases = [
@@ -220,39 +220,56 @@ def test_mismatched_arguments_raise_on_every_rank(comm, algorithm):
         # an invalid argument on one rank: that rank names it, the others are told
         with pytest.raises(ValueError, match="1-D" if r == last else "valid arguments"):
             allreduce(x if r != last else x.reshape(10, 10), "none", **base)
-        other = ALGS[(ALGS.index(algorithm) + 1) % len(ALGS)]
-        with pytest.raises(ValueError, match=r"disagree.*algorithm"):
-            allreduce(x, "none", comm=comm, algorithm=algorithm if r != last else other)
+        other = NAMES[(NAMES.index(collective) + 1) % len(NAMES)]
+        with pytest.raises(ValueError, match=r"disagree.*collective \(min"):
+            allreduce(x, "none", comm=comm, collective=collective if r != last else other)
     # local errors, the same on every rank
     with pytest.raises(TypeError, match="unsupported dtype int32"):
         allreduce(x.astype(np.int32), "none", **base)
     with pytest.raises(ValueError, match="empty"):
         allreduce(x[:0], "none", **base)
-    with pytest.raises(ValueError, match="unknown algorithm"):
-        allreduce(x, "none", comm=comm, algorithm="tree")
+    with pytest.raises(ValueError, match="unknown collective 'tree'; choose one of allgather, sra"):
+        allreduce(x, "none", comm=comm, collective="tree")
     with pytest.raises(TypeError, match="CollectiveFeedback"):
         allreduce(x, "none", feedback={}, **base)
     # the communicator still works afterwards
     assert same_on_all_ranks(comm, allreduce(x, "fp16", **base))
 
 
+def test_deprecated_algorithm_keyword(comm):
+    """``algorithm=`` still selects the collective, warns, and gives the same bits."""
+    x = local_vector(comm, 300)
+    for name in NAMES:
+        want = allreduce(x, "bf16", comm=comm, collective=name, seed=5, segment=64)
+        with pytest.warns(DeprecationWarning, match="use the keyword 'collective'"):
+            got = allreduce(x, "bf16", comm=comm, algorithm=name, seed=5, segment=64)
+        assert np.array_equal(got, want) and same_on_all_ranks(comm, got)
+    with pytest.raises(TypeError, match="both 'collective' and its deprecated alias"):
+        allreduce(x, "none", comm=comm, collective="sra", algorithm="sra")
+    if comm.size > 1:  # both keywords on one rank only: it names them, the others are told
+        r, last = comm.rank, comm.size - 1
+        kw = {"algorithm": "sra"} if r == last else {}
+        with pytest.raises((TypeError, ValueError), match="both" if r == last else "valid"):
+            allreduce(x, "none", comm=comm, collective="sra", **kw)
+
+
 def test_feedback_length_change_raises(comm):
     fb = CollectiveFeedback()
     x = local_vector(comm, 50)
-    allreduce(x, "bf16", comm=comm, algorithm="sra", feedback=fb)
+    allreduce(x, "bf16", comm=comm, collective="sra", feedback=fb)
     assert fb.worker.shape == (50,)
     with pytest.raises(ValueError, match="residual has length 50"):
-        allreduce(x[:40], "bf16", comm=comm, algorithm="sra", feedback=fb)
+        allreduce(x[:40], "bf16", comm=comm, collective="sra", feedback=fb)
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
-def test_variable_size_path_gives_the_same_bits(comm, algorithm):
+@pytest.mark.parametrize("collective", NAMES)
+def test_variable_size_path_gives_the_same_bits(comm, collective):
     fixed = ecmpi.compressor("bf16")
     varying = ecmpi.compressor("bf16")
     varying.fixed_size = False  # forces size exchange / Allgatherv / probed receives
     x = local_vector(comm, 517)
-    a = allreduce(x, fixed, comm=comm, algorithm=algorithm, segment=100, seed=1)
-    b = allreduce(x, varying, comm=comm, algorithm=algorithm, segment=100, seed=1)
+    a = allreduce(x, fixed, comm=comm, collective=collective, segment=100, seed=1)
+    b = allreduce(x, varying, comm=comm, collective=collective, segment=100, seed=1)
     assert np.array_equal(a, b)
 
 
@@ -304,7 +321,7 @@ def test_ps_helpers(comm):
         return c.encode(acc, seed=3)
 
     y = c.decode(ps_exchange(p, server, comm=comm, root=root))
-    z = allreduce(x, "fp16", comm=comm, algorithm="ps", root=root, seed=0)
+    z = allreduce(x, "fp16", comm=comm, collective="ps", root=root, seed=0)
     assert same_on_all_ranks(comm, y)
     assert np.abs(y - z).max() <= 2 * 2.0**-10 * np.abs(mpi_sum(comm, np.abs(x))).max()
 
@@ -312,7 +329,7 @@ def test_ps_helpers(comm):
 def test_ps_full_precision_downlink(comm):
     x = local_vector(comm, 300)
     c = ecmpi.compressor("fp16")
-    y = allreduce(x, c, comm=comm, algorithm="ps", downlink="none", average=True)
+    y = allreduce(x, c, comm=comm, collective="ps", downlink="none", average=True)
     exact = np.zeros(300, np.float32)
     for i in range(comm.size):
         xi = np.random.default_rng([0, i, 300]).standard_normal(300).astype(np.float32)
@@ -323,9 +340,9 @@ def test_ps_full_precision_downlink(comm):
 def test_stats_accumulate_over_calls(comm):
     st = CommStats()
     x = local_vector(comm, 100)
-    allreduce(x, "none", comm=comm, algorithm="allgather", stats=st)
+    allreduce(x, "none", comm=comm, collective="allgather", stats=st)
     first = st.last
-    allreduce(x, "none", comm=comm, algorithm="allgather", stats=st)
+    allreduce(x, "none", comm=comm, collective="allgather", stats=st)
     assert st.calls == 2
     assert st.bytes_sent == 2 * first.bytes_sent
     assert st.encode_seconds >= first.encode_seconds > 0
@@ -334,7 +351,7 @@ def test_stats_accumulate_over_calls(comm):
 
 def test_check_off_gives_the_same_result(comm):
     x = local_vector(comm, 100)
-    for algorithm in ALGS:
-        a = allreduce(x, "bf16", comm=comm, algorithm=algorithm, seed=4)
-        b = allreduce(x, "bf16", comm=comm, algorithm=algorithm, seed=4, check=False)
+    for collective in NAMES:
+        a = allreduce(x, "bf16", comm=comm, collective=collective, seed=4)
+        b = allreduce(x, "bf16", comm=comm, collective=collective, seed=4, check=False)
         assert np.array_equal(a, b)

@@ -24,11 +24,11 @@ def mpi_sum(comm, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "spec"),
+    ("collective", "spec"),
     [(a, s) for a in ("sra", "ring") for s in ("bf16", "sign:bucket=16", "topk:ratio=0.25")]
     + [("allgather", "sign:bucket=16"), ("ps", "sign:bucket=16")],
 )
-def test_error_feedback_time_average_converges(comm, algorithm, spec):
+def test_error_feedback_time_average_converges(comm, collective, spec):
     """With error feedback at every level, sum_t y_t = T*sum_r g_r - sum_r h_r(T) - e(T).
 
     So the running mean is off the true sum by at most (sum_r|h_r| + |e|)/T: O(1/T)
@@ -49,7 +49,7 @@ def test_error_feedback_time_average_converges(comm, algorithm, spec):
             g,
             spec,
             comm=comm,
-            algorithm=algorithm,
+            collective=collective,
             seed=(9, t),
             feedback=fb,
             segment=50,
@@ -58,19 +58,19 @@ def test_error_feedback_time_average_converges(comm, algorithm, spec):
         size.append(max(np.abs(h).max() for h in fb.residuals.values()))
         if t < 10:
             plain += allreduce(
-                g, spec, comm=comm, algorithm=algorithm, seed=(9, t), segment=50, check=False
+                g, spec, comm=comm, collective=collective, seed=(9, t), segment=50, check=False
             )
     gap = np.abs(total / T - true).max()
     worker = mpi_sum(comm, fb.worker.astype(np.float64))
     server = np.zeros(d)
-    if algorithm in ("sra", "ring"):
+    if collective in ("sra", "ring"):
         a, b = chunk_bounds(d, comm.size)[comm.rank]
         if fb.server is not None:
             server[a:b] = fb.server
         server = mpi_sum(comm, server)
-    elif algorithm == "ps" and comm.rank == 0:
+    elif collective == "ps" and comm.rank == 0:
         server = fb.server.astype(np.float64)
-    if algorithm == "ps":
+    if collective == "ps":
         server = comm.bcast(server, root=0)
     # float32 rounding of every step's sums adds at most a few eps * sum|g| per step
     rounding = 8 * comm.size * EPS32 * np.abs(mpi_sum(comm, np.abs(g))).max()

@@ -140,7 +140,7 @@ def test_soak_random_allreduce_within_bounds(comm):
             x[mine.integers(n)] = 0.0  # zeros: sign maps them to +r
         kw = {"root": root} if alg == "ps" else {}
         y = ecmpi.allreduce(
-            x, spec, comm=comm, algorithm=alg, average=average, seed=(SEED, call), **kw
+            x, spec, comm=comm, collective=alg, average=average, seed=(SEED, call), **kw
         )
         assert y.dtype == x.dtype and y.shape == x.shape, (call, spec, alg)
 
