@@ -326,3 +326,13 @@ def test_bench_algorithms_option_is_a_deprecated_alias():
         bench_allreduce.parse_collectives(args, ())
     with pytest.warns(DeprecationWarning, match="DEFAULT_COLLECTIVES"):
         assert bench_allreduce.ALGORITHMS == bench_allreduce.DEFAULT_COLLECTIVES
+    # run_emulated's keyword: checked before any namespace is created
+    from ecmpi.bench.emulate import run_emulated
+
+    with pytest.raises(TypeError, match="both 'collectives'"):
+        run_emulated(2, "1gbit", [4096], collectives=("sra",), algorithms=("sra",))
+    with (
+        pytest.warns(DeprecationWarning, match="'collectives'"),
+        pytest.raises(ValueError, match=r"unknown collective\(s\) \['tree'\]"),
+    ):
+        run_emulated(2, "1gbit", [4096], algorithms=("tree",))

@@ -224,7 +224,7 @@ def run_emulated(
         warmup: untimed calls before each configuration (kernels are warmed once anyway).
         timeout: seconds before the MPI job is killed.
         progress: print one line per configuration to stderr.
-        algorithms: deprecated alias of ``collectives`` (DeprecationWarning).
+        algorithms: deprecated alias of ``collectives`` (DeprecationWarning; both: TypeError).
 
     Returns:
         One dict per (size, method), see the module docstring; each row also
@@ -235,6 +235,8 @@ def run_emulated(
         RuntimeError: the MPI job failed (its output is in the message).
     """
     if algorithms is not None:
+        if collectives is not EMULATED_COLLECTIVES:
+            raise TypeError("run_emulated() got both 'collectives' and its deprecated 'algorithms'")
         warnings.warn(
             "run_emulated(algorithms=...) is deprecated; use the keyword 'collectives'",
             DeprecationWarning,
