@@ -1,89 +1,57 @@
-"""ECQ-SGD's communication: loss against bits per worker, compression ratio at equal loss.
+"""ECQ-SGD's communication: bits per worker to equal loss, with and without entropy coding.
 
-Reads the Syn-d logs of ``examples/ecqsgd_syn.py`` (runs them for d=256 first
-when they are missing) and reports, for each d, the bits each method needs
-to first reach ``1.2 x`` the final suboptimality of full-precision SGD
-(fixed-width payloads and entropy-coded levels), and the ratio to SGD's bits.
-The SGD baseline sends float64; the ``vs 32-bit`` column rescales its bits to
-float32 payloads (``48 + 4d`` instead of ``48 + 8d`` bytes)::
+    mpiexec -n 4 python examples/experiment.py ecq-sgd --out results/ecq-sgd
+    python examples/ecqsgd_bits.py --logs results/ecq-sgd --figure ecqsgd_bits.png
 
-    mpiexec -n 4 python examples/ecqsgd_bits.py --logs results/ecqsgd_syn \\
-        --figure docs/figures/ecqsgd_bits.png
+Reads the logs of the ``ecq-sgd`` experiment (:mod:`ecmpi.experiments.ecqsgd`).
+For each Syn-d, the target is ``--factor`` times the final f - f* of 32-bit SGD;
+:func:`ecmpi.analyze.summary` gives the uplink bits each method needs to reach it
+and the compression ratio against SGD; the last column counts the bits of the same
+QSGD levels entropy coded (the logged ``entropy_bits_up``). The figure draws f - f*
+against both bit counts (dashed: entropy coded).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import COLORS, COMM, pyplot, run_cli, save_figure
-from ecqsgd_syn import syn_args
-
-from ecmpi.log import open_log
+from ecmpi import analyze
 
 
-def first_reach(tr: dict, key: str, target: float) -> float:
-    """``tr[key]`` at the first logged row with suboptimality <= target (nan if never)."""
-    hit = np.flatnonzero(tr["suboptimality"] <= target)
-    return float(tr[key][hit[0]]) if hit.size else float("nan")
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--logs", type=Path, default=Path("results/ecqsgd_syn"))
-    ap.add_argument("--figure", type=Path, default=None)
+    ap.add_argument("--logs", type=Path, default=Path("results/ecq-sgd"))
     ap.add_argument("--factor", type=float, default=1.2)
-    a = ap.parse_args()
-    dims = sorted(int(p.stem.split("_d")[1]) for p in a.logs.glob("sgd_d*.h5"))
-    if not dims:
-        dims = [256]
-        for alg, args in syn_args(256, 300, 32, 64).items():
-            run_cli(a.logs / f"{alg}_d256.h5", alg, args)
-    if COMM.rank != 0:
-        return
-    print(
-        f"{'d':>5} {'method':>8} {'bits to eps':>12} {'ratio':>7} {'vs 32-bit':>9} "
-        f"{'entropy bits':>12} {'ratio':>7} {'vs 32-bit':>9}"
-    )
-    trs = {}
-    for d in dims:
-        trs[d] = {
-            m: open_log(a.logs / f"{m}_d{d}.h5").trajectory for m in ("sgd", "qsgd", "ecq-sgd")
-        }
-        eps = a.factor * float(trs[d]["sgd"]["suboptimality"][-1])
-        b64 = first_reach(trs[d]["sgd"], "bits_up", eps)
-        b32 = b64 * (48 + 4 * d) / (48 + 8 * d)
-        for m, tr in trs[d].items():
-            b = first_reach(tr, "bits_up", eps)
-            e = first_reach(tr, "entropy_bits_up", eps) if "entropy_bits_up" in tr else b
-            print(
-                f"{d:>5} {m:>8} {b:12.4e} {b64 / b:7.2f} {b32 / b:9.2f} {e:12.4e} "
-                f"{b64 / e:7.2f} {b32 / e:9.2f}"
-            )
+    ap.add_argument("--figure", type=Path, default=None)
+    a = ap.parse_args(argv)
+    df = analyze.load(a.logs)
+    datasets = sorted(df["dataset"].unique())
+    fig = Figure(figsize=(4 * len(datasets), 3.4))
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, (dataset, runs) in zip(axes, df.groupby("dataset"), strict=True):
+        sgd = runs[runs["algorithm"] == "sgd"]
+        eps = a.factor * np.mean([tr["suboptimality"][-1] for tr in sgd["trajectory"]])
+        table = analyze.summary(runs, eps=eps, group_by="algorithm")
+        entropy = {}
+        for alg, tr in zip(runs["algorithm"], runs["trajectory"], strict=True):
+            bits = tr.get("entropy_bits_up", tr["bits_up"])
+            hit = np.flatnonzero(tr["suboptimality"] <= eps)
+            entropy.setdefault(alg, []).append(bits[hit[0]] if hit.size else np.nan)
+            ax.loglog(tr["bits_up"][1:], tr["suboptimality"][1:], label=alg)
+            if "entropy_bits_up" in tr:
+                ax.loglog(bits[1:], tr["suboptimality"][1:], "--", label=f"{alg}, entropy coded")
+        print(f"\n{dataset}: f - f* <= {eps:.3g}\n")
+        print(analyze.format_table(table, "md"))
+        print("entropy-coded bits to eps:", {k: f"{np.mean(v):.4g}" for k, v in entropy.items()})
+        ax.set(title=dataset, xlabel="bits per worker (uplink)", ylabel="f - f*")
+    ax.legend(fontsize=7)
     if a.figure:
-        plt = pyplot()
-        fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.4), squeeze=False)
-        for j, d in enumerate(dims):
-            ax = axes[0, j]
-            for m, tr in trs[d].items():
-                ax.loglog(tr["bits_up"][1:], tr["suboptimality"][1:], color=COLORS[m], label=m)
-                if "entropy_bits_up" in tr:
-                    ax.loglog(
-                        tr["entropy_bits_up"][1:],
-                        tr["suboptimality"][1:],
-                        color=COLORS[m],
-                        ls="--",
-                        label=f"{m}, entropy coded",
-                    )
-            ax.set_title(f"Syn-{d}")
-            ax.set_xlabel("bits per worker (uplink)")
-        axes[0, 0].set_ylabel("f(w) - f*")
-        axes[0, 0].legend(fontsize=7)
-        save_figure(fig, a.figure, announce=True)
+        fig.tight_layout()
+        fig.savefig(a.figure, dpi=110)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The experiments ``ecmpi reproduce`` runs, one module each, defined once.
 
-Each module defines ``EXPERIMENT`` (:class:`~ecmpi.experiments.base.Experiment`):
-the runs of ``ecmpi run`` of its quick and full settings, the figures and the
-table made from their logs.
+Each module holds one paper's experiments (:class:`~ecmpi.experiments.base.Experiment`):
+``EXPERIMENT``, the paper's main comparison, and further studies of the same
+paper beside it; each is the runs of ``ecmpi run`` of its quick and full
+settings, the figures and the table made from their logs. ``ecmpi reproduce
+NAME`` runs them through ``mpiexec``; the scripts in ``examples/`` run them
+in one MPI job through :func:`ecmpi.run` (:attr:`Run.options`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ from .base import Experiment, FigureSpec, Run, Setting, flags
 
 __all__ = ["EXPERIMENTS", "Experiment", "FigureSpec", "Run", "Setting", "flags", "get_experiment"]
 
-#: experiment name -> module defining ``EXPERIMENT``
+#: experiment name -> ``module:ATTRIBUTE`` defining it
 EXPERIMENTS: dict[str, str] = {
-    "ecq-sgd": "ecmpi.experiments.ecqsgd",
-    "qesgd": "ecmpi.experiments.qesgd",
-    "ec-lkatyusha": "ecmpi.experiments.eclkatyusha",
-    "dqgd": "ecmpi.experiments.dqgd",
+    "ecq-sgd": "ecmpi.experiments.ecqsgd:EXPERIMENT",
+    "ecq-sgd-real": "ecmpi.experiments.ecqsgd:REAL",
+    "qesgd": "ecmpi.experiments.qesgd:EXPERIMENT",
+    "ec-lkatyusha": "ecmpi.experiments.eclkatyusha:EXPERIMENT",
+    "ec-lkatyusha-template": "ecmpi.experiments.eclkatyusha:TEMPLATE",
+    "ec-lkatyusha-kappa": "ecmpi.experiments.eclkatyusha:KAPPA",
+    "ec-lkatyusha-p": "ecmpi.experiments.eclkatyusha:P_SWEEP",
+    "dqgd": "ecmpi.experiments.dqgd:EXPERIMENT",
+    "dqgd-rates": "ecmpi.experiments.dqgd:RATES",
+    "dqgd-real": "ecmpi.experiments.dqgd:REAL",
 }
 
 
@@ -30,4 +39,5 @@ def get_experiment(name: str) -> Experiment:
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT
+    module, attr = EXPERIMENTS[name].split(":")
+    return getattr(importlib.import_module(module), attr)

@@ -55,6 +55,31 @@ class Run:
     def algorithm(self) -> str:
         return self.argv[0]
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """``argv`` after the algorithm as keywords of :func:`ecmpi.run` (inverse of :func:`flags`).
+
+        ``Run("r", ("sgd", "--lr", "0.5", "--batch-size", "8", "--bias")).options`` is
+        ``{"lr": 0.5, "batch_size": 8, "bias": True}``: a bare flag is True, numbers
+        become int or float, except the values of the algorithm's text hyperparameters
+        (``--p 0.2`` of ec-lkatyusha stays ``"0.2"``), other values stay text.
+        """
+        text = _text_hyperparameters(self.algorithm)
+        out: dict[str, Any] = {}
+        args = self.argv[1:]
+        i = 0
+        while i < len(args):
+            if not args[i].startswith("--"):
+                raise ValueError(f"run {self.name!r}: expected an option, got {args[i]!r}")
+            key = args[i][2:].replace("-", "_")
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                out[key] = args[i + 1] if key in text else _number(args[i + 1])
+                i += 2
+            else:
+                out[key] = True
+                i += 1
+        return out
+
     def with_max_steps(self, max_steps: int | None) -> Run:
         """The same run with ``--steps`` lowered to at most ``max_steps``."""
         if max_steps is None:
@@ -66,6 +91,25 @@ class Run:
         else:
             argv += ["--steps", str(max_steps)]
         return Run(self.name, tuple(argv), self.ranks)
+
+
+def _number(text: str) -> int | float | str:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _text_hyperparameters(algorithm: str) -> frozenset[str]:
+    """Names of ``algorithm``'s hyperparameters whose values are text (none if unavailable)."""
+    from ..algorithms import get
+
+    try:
+        return frozenset(h.name for h in get(algorithm).hyperparameters if h.type is str)
+    except (ValueError, ImportError, AttributeError):
+        return frozenset()
 
 
 @dataclass(frozen=True)
