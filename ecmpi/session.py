@@ -54,6 +54,11 @@ def run(algorithm: str, *, comm: Any = None, out: Any = None, **options: Any) ->
             ``overwrite=True``; ``config="run.toml"``, ``resume="run.h5"``) and the
             algorithm's hyperparameters; None leaves an option at its default.
 
+    An exception on one rank other than 0 is handed to rank 0, which marks the log
+    ``failed`` and ends the job; start scripts with ``mpiexec -n P python -m mpi4py
+    script.py`` so that one on rank 0 ends the job too instead of leaving the others
+    waiting in a collective.
+
     Returns:
         How the run ended (identical on every rank, except ``rows``).
 

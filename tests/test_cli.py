@@ -149,6 +149,18 @@ def test_python_run_refuses_unknown_and_invalid_options(tmp_path):
     assert not out.exists()
 
 
+def test_python_run_resumes_a_checkpointed_log(tmp_path):
+    path = tmp_path / "r.h5"
+    kw = {"dataset": "synthetic:n=200,d=8", "quiet": True}
+    assert ecmpi.run("gd", steps=4, checkpoint_every=2, out=path, **kw).steps == 4
+    with pytest.raises(cli.UsageError, match="cannot resume with different settings: lr"):
+        ecmpi.run("gd", resume=path, steps=6, lr=0.1, **kw)
+    res = ecmpi.run("gd", resume=str(path), steps=6, **kw)
+    assert res.status == "completed" and res.steps == 6
+    log = open_log(path)
+    assert log.status == "completed" and list(log.trajectory["step"]) == list(range(7))
+
+
 def test_docs_option_table_is_generated_from_the_definitions():
     """docs/cli.md holds ``python -m ecmpi.options --markdown`` between its markers;
     regenerate it with ``python -m ecmpi.options --write-docs docs/cli.md``."""
