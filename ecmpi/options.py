@@ -39,6 +39,7 @@ __all__ = [
     "UsageError",
     "add_run_arguments",
     "markdown_table",
+    "peek_algorithm",
     "prescan",
     "read_config",
     "resolve_options",
