@@ -108,10 +108,11 @@ def test_flagged_entries_are_exactly_those_the_low_byte_decides():
     ct = np.zeros(n + 8, np.uint8)
     tie = np.zeros(n, np.uint8)
     tt = np.zeros(n, np.float32)
+    low, at = np.zeros(4 * n, np.uint32), np.zeros(n, np.int64)
     for levels in (1, 3, 255):
         r = np.float32(np.abs(x).max())
         q = (np.float32(levels) / r) * np.float32(65536.0)
-        k._quantize(x, 0, n, 0, q, np.float32(65536.0 * levels), hb, ct, tie, tt)
+        k._quantize(x, 0, n, 0, q, np.float32(65536.0 * levels), k.Tile(hb, ct, tie, tt, at, low))
         c = np.ceil(tt).astype(np.int64)
         h = hb.astype(np.int64) * 256
         decided_by_low = (c + 65535 - h) >> 16 != (c + 65535 - (h + 255)) >> 16
@@ -120,7 +121,7 @@ def test_flagged_entries_are_exactly_those_the_low_byte_decides():
         assert abs(int(tie.sum()) - mean) < 6 * sd, (levels, int(tie.sum()))
         if levels == 1:  # the comparison form for s = 1: same codes, flags in bit 7
             ct1 = np.zeros_like(ct)
-            k._quantize_s1(x, 0, n, 0, q, hb, ct1, np.zeros_like(tt))
+            k._quantize_s1(x, 0, n, 0, q, k.Tile(hb, ct1, tie, np.zeros_like(tt), at, low))
             np.testing.assert_array_equal(ct1 & 0x7F, ct)
             np.testing.assert_array_equal(ct1[:n] >> 7, tie)
 
@@ -178,8 +179,8 @@ def test_warm_up_compiles_the_kernels_for_the_dtype():
     code = (
         "import numpy as np, ecmpi; from ecmpi.compress import _fused_numba as k; "
         "ecmpi.compressor('qsgd:levels=1').warm_up(np.zeros(5, np.float32)); "
-        "enc = [str(s[0]) for s in k._qsgd_encode.signatures]; "
-        "dec = [str(s[-2]) for s in k._qsgd_decode_s1.signatures]; "
+        "enc = [str(s[0]) for s in k.qsgd_encode.signatures]; "
+        "dec = [str(s[-2]) for s in k.qsgd_decode_s1.signatures]; "
         "print(enc, dec)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

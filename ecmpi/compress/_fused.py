@@ -1,10 +1,12 @@
 """Fused CPU fast path (numba): one pass per tile instead of many NumPy passes.
 
-This module is light: it decides whether the fast path is on and forwards to
-:mod:`ecmpi.compress._fused_numba`, which imports numba and is loaded on the
-first encode or decode that uses it (so ``import ecmpi`` does not pay for
-numba). Each kernel produces exactly the bytes of the NumPy reference in
-:mod:`ecmpi.compress.quantize` (the arithmetic is fixed by
+The compressors call this module only. It decides whether the fast path is
+on, converts the codec's parameters into the kernels' argument groups
+(:class:`PhiloxKey`, :class:`QsgdParams`) and calls the compiled kernels of
+:mod:`ecmpi.compress._fused_numba` directly; that module imports numba and is
+loaded on the first encode or decode that uses it (so ``import ecmpi`` does
+not pay for numba). Each kernel produces exactly the bytes of the NumPy
+reference in :mod:`ecmpi.compress.quantize` (the arithmetic is fixed by
 ``docs/compressors.md``).
 
 The fast path is on by default when numba is installed. Set the environment
@@ -20,11 +22,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = [
     "TILE",
+    "PhiloxKey",
+    "QsgdParams",
     "available",
     "disabled",
     "enabled",
@@ -46,6 +51,40 @@ _ENABLED = _AVAILABLE and os.environ.get("ECMPI_FUSED", "1").strip().lower() not
     "off",
 )
 _KERNELS: ModuleType | None = None
+
+
+class PhiloxKey(NamedTuple):
+    """The Philox-4x32 key ``(k0, k1)`` and stream words ``(s0, s1)``, 32 bits each in uint64.
+
+    ``k0, k1`` are the low and high halves of the 64-bit key of
+    :func:`ecmpi.rng.derive`, ``s0, s1`` those of its stream.
+    """
+
+    k0: np.uint64
+    k1: np.uint64
+    s0: np.uint64
+    s1: np.uint64
+
+    @classmethod
+    def of(cls, key: int, stream: int) -> PhiloxKey:
+        """The words of a 64-bit ``key`` and ``stream``."""
+        m = 0xFFFFFFFF
+        return cls(
+            np.uint64(key & m),
+            np.uint64((key >> 32) & m),
+            np.uint64(stream & m),
+            np.uint64((stream >> 32) & m),
+        )
+
+
+class QsgdParams(NamedTuple):
+    """The qsgd encoder's codec parameters: one argument of the kernel instead of five."""
+
+    bucket: int  #: entries per scale
+    levels: int  #: s
+    norm: int  #: 0 = l2, 1 = linf (ecmpi.compress.buckets.NORMS)
+    width: int  #: bits per packed code
+    stochastic: bool  #: stochastic rounding (else round to nearest)
 
 
 def available() -> bool:
@@ -87,20 +126,9 @@ def _kernels() -> ModuleType:
     return _KERNELS
 
 
-def _words(key: int, stream: int) -> tuple[np.uint64, ...]:
-    m = 0xFFFFFFFF
-    return (
-        np.uint64(key & m),
-        np.uint64((key >> 32) & m),
-        np.uint64(stream & m),
-        np.uint64((stream >> 32) & m),
-    )
-
-
 def random_u32(key: int, stream: int, n: int) -> np.ndarray:
     """Elements ``0 .. n-1`` of the 32-bit stream, as :func:`ecmpi.rng.random_u32`."""
-    k0, k1, s0, s1 = _words(key, stream)
-    return _kernels().random_u32(int(n), k0, k1, s0, s1)
+    return _kernels().random_u32(int(n), PhiloxKey.of(key, stream))
 
 
 def qsgd_encode(
@@ -120,12 +148,8 @@ def qsgd_encode(
     Returns the number of buckets whose float64 scale sum was not finite (a
     NaN/Inf entry, or float64 input large enough to overflow the sum).
     """
-    k0, k1, s0, s1 = _words(key, stream)
-    return int(
-        _kernels().qsgd_encode(
-            x, b, s, norm, bool(stochastic), k0, k1, s0, s1, width, scales, codes
-        )
-    )
+    prm = QsgdParams(int(b), int(s), int(norm), int(width), bool(stochastic))
+    return int(_kernels().qsgd_encode(x, prm, PhiloxKey.of(key, stream), scales, codes))
 
 
 def qsgd_decode(
@@ -141,8 +165,12 @@ def qsgd_decode(
 ) -> None:
     """``out = decode`` or ``out += decode`` (values rounded to ``dtype``, then to
     ``out``'s dtype, before the add: a float32 rounding is needed if either is float32)."""
+    k = _kernels()
+    if s == 1 and b % 4 == 0:  # 2-bit codes, four entries per byte from a table
+        k.qsgd_decode_s1(scales, codes, n, b, out, bool(add), k.S1_LEVELS)
+        return
     f32 = dtype == np.float32 or out.dtype == np.float32
-    _kernels().qsgd_decode(scales, codes, n, b, s, width, f32, out, bool(add))
+    k.qsgd_decode(scales, codes, n, b, s, width, f32, out, bool(add))
 
 
 def sign_encode(x: np.ndarray, b: int, scales: np.ndarray, codes: np.ndarray) -> int:

@@ -1,4 +1,4 @@
-"""The numba kernels behind :mod:`ecmpi.compress._fused` (imported on first use).
+"""The numba kernels of :mod:`ecmpi.compress._fused`, which imports this module on first use.
 
 Every kernel produces exactly the bytes of the NumPy reference in
 :mod:`ecmpi.compress.quantize` (the arithmetic is fixed by
@@ -19,9 +19,20 @@ The scale pass also counts buckets whose float64 sum is not finite, so the
 caller can skip a separate ``numpy.isfinite`` pass over finite input.
 
 No ``fastmath`` (it would change bits) and no ``parallel`` (one core).
+
+Arguments are grouped where the kernels share them: the Philox key and stream
+words travel as one :class:`~ecmpi.compress._fused.PhiloxKey`, the qsgd codec
+parameters as one :class:`~ecmpi.compress._fused.QsgdParams`, and a tile's
+scratch arrays as one :class:`Tile` (named tuples: numba passes their fields
+as separate values, so grouping costs nothing once compiled). The entry points
+are :func:`qsgd_encode`, :func:`qsgd_decode`, :func:`qsgd_decode_s1`,
+:func:`sign_encode`, :func:`sign_decode` and :func:`random_u32`; only
+:mod:`ecmpi.compress._fused` calls them.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -30,7 +41,10 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from ._fused import TILE
 
 __all__ = [
+    "S1_LEVELS",
+    "Tile",
     "qsgd_decode",
+    "qsgd_decode_s1",
     "qsgd_encode",
     "random_u32",
     "sign_decode",
@@ -58,15 +72,27 @@ _TINY = np.float32(2.0**-64)
 _opts = {"cache": True, "error_model": "numpy"}
 
 
+class Tile(NamedTuple):
+    """Scratch arrays of one tile of the qsgd encoder (entry ``t0 + j`` at index ``j``)."""
+
+    hb: np.ndarray  #: uint8: the high random byte of each entry
+    ct: np.ndarray  #: uint8 or uint16 codes (s = 1: flag in bit 7), 8 zero entries beyond
+    tie: np.ndarray  #: uint8: 1 where the low random byte decides the level
+    tt: np.ndarray  #: float32: each entry's T, for the flagged ones
+    at: np.ndarray  #: int64: positions of the flagged entries
+    low: np.ndarray  #: uint32: the low-byte Philox blocks of the flagged entries
+
+
 @njit(inline="always")
-def _philox(blk, s0, s1, k0, k1):
-    """Philox-4x32-10 of the counter ``(blk lo, blk hi, s0, s1)`` and key ``(k0, k1)``."""
+def _philox(blk, key):
+    """Philox-4x32-10 of the counter ``(blk lo, blk hi, key.s0, key.s1)`` and key ``(key.k0,
+    key.k1)``."""
     c0 = np.uint32(blk & _M32)
     c1 = np.uint32(blk >> _S32)
-    c2 = np.uint32(s0)
-    c3 = np.uint32(s1)
-    kk0 = np.uint32(k0)
-    kk1 = np.uint32(k1)
+    c2 = np.uint32(key.s0)
+    c3 = np.uint32(key.s1)
+    kk0 = np.uint32(key.k0)
+    kk1 = np.uint32(key.k1)
     for _ in range(10):
         p0 = np.uint64(c0) * _PM0
         p1 = np.uint64(c2) * _PM1
@@ -82,14 +108,14 @@ def _philox(blk, s0, s1, k0, k1):
 
 
 @njit(**_opts)
-def _blocks(words, blk0, nblk, s0, s1, k0, k1):
+def _blocks(words, blk0, nblk, key):
     """Philox blocks ``blk0 .. blk0+nblk-1`` into ``words[4j .. 4j+3]``.
 
     32-bit lanes; each product is a 32x32->64-bit multiply, so the loop over
     blocks vectorizes (vpmuludq).
     """
     for j in range(nblk):
-        c0, c1, c2, c3 = _philox(np.uint64(blk0 + j), s0, s1, k0, k1)
+        c0, c1, c2, c3 = _philox(np.uint64(blk0 + j), key)
         words[4 * j] = c0
         words[4 * j + 1] = c1
         words[4 * j + 2] = c2
@@ -97,12 +123,12 @@ def _blocks(words, blk0, nblk, s0, s1, k0, k1):
 
 
 @njit(**_opts)
-def _blocks_at(words, at, nt, t0, s0, s1, k0, k1):
+def _blocks_at(words, at, nt, t0, key):
     """Low-byte blocks of the entries ``t0 + at[q]``, ``q < nt``: block
     ``LOW_BYTES + (t0 + at[q]) // 16`` into ``words[4q .. 4q+3]``."""
     for q in range(nt):
         blk = _LOW_BYTES + np.uint64((t0 + at[q]) // 16)
-        c0, c1, c2, c3 = _philox(blk, s0, s1, k0, k1)
+        c0, c1, c2, c3 = _philox(blk, key)
         words[4 * q] = c0
         words[4 * q + 1] = c1
         words[4 * q + 2] = c2
@@ -110,9 +136,10 @@ def _blocks_at(words, at, nt, t0, s0, s1, k0, k1):
 
 
 @njit(**_opts)
-def _random_u32(n, k0, k1, s0, s1):
+def random_u32(n, key):
+    """Elements ``0 .. n-1`` of the 32-bit Philox stream of ``key`` (a PhiloxKey)."""
     out = np.empty((n + 3) // 4 * 4, dtype=np.uint32)
-    _blocks(out, 0, out.shape[0] // 4, s0, s1, k0, k1)
+    _blocks(out, 0, out.shape[0] // 4, key)
     return out[:n]
 
 
@@ -213,7 +240,7 @@ def _scales(x, b, norm, scales):
 
 
 @njit(**_opts)
-def _quantize(x, lo, hi, t0, q, ks, hb, ct, tie, tt):
+def _quantize(x, lo, hi, t0, q, ks, tile):
     """Stochastic codes of ``x[lo:hi]`` (one bucket) from the high random bytes, float32.
 
     ``T = min(fl32(a q), 65536 s)`` as in docs/compressors.md, for a bucket whose
@@ -226,10 +253,10 @@ def _quantize(x, lo, hi, t0, q, ks, hb, ct, tie, tt):
     below ``65536 s + 65536 <= 2^24``, so the float32 arithmetic is exact.
     """
     xs = x[lo:hi]
-    hs = hb[lo - t0 : hi - t0]
-    c = ct[lo - t0 : hi - t0]
-    td = tie[lo - t0 : hi - t0]
-    ts = tt[lo - t0 : hi - t0]
+    hs = tile.hb[lo - t0 : hi - t0]
+    c = tile.ct[lo - t0 : hi - t0]
+    td = tile.tie[lo - t0 : hi - t0]
+    ts = tile.tt[lo - t0 : hi - t0]
     s = ks * np.float32(2.0**-16)
     top = np.float32(65535.0)
     k256 = np.float32(256.0)
@@ -247,7 +274,7 @@ def _quantize(x, lo, hi, t0, q, ks, hb, ct, tie, tt):
 
 
 @njit(inline="always", **_opts)
-def _quantize_s1(x, lo, hi, t0, q, hb, ct, tt):
+def _quantize_s1(x, lo, hi, t0, q, tile):
     """:func:`_quantize` for ``s = 1`` (2-bit codes), by comparisons.
 
     With ``s = 1`` the level is 1 iff ``u < ceil(T)``, i.e. ``u < T`` for the
@@ -261,9 +288,9 @@ def _quantize_s1(x, lo, hi, t0, q, hb, ct, tt):
     instead of a separate array: one store per entry fewer.
     """
     xs = x[lo:hi]
-    hs = hb[lo - t0 : hi - t0]
-    c = ct[lo - t0 : hi - t0]
-    ts = tt[lo - t0 : hi - t0]
+    hs = tile.hb[lo - t0 : hi - t0]
+    c = tile.ct[lo - t0 : hi - t0]
+    ts = tile.tt[lo - t0 : hi - t0]
     k256 = np.float32(256.0)
     k255 = np.float32(255.0)
     zero = np.float32(0.0)
@@ -280,13 +307,13 @@ def _quantize_s1(x, lo, hi, t0, q, hb, ct, tt):
 
 
 @njit(**_opts)
-def _quantize_wide(x, lo, hi, t0, lift, q, ks, hb, ct, tie, tt):
+def _quantize_wide(x, lo, hi, t0, lift, q, ks, tile):
     """:func:`_quantize` in int64, for any ``s`` and for tiny scales (``lift = 2^64``)."""
     xs = x[lo:hi]
-    hs = hb[lo - t0 : hi - t0]
-    c = ct[lo - t0 : hi - t0]
-    td = tie[lo - t0 : hi - t0]
-    ts = tt[lo - t0 : hi - t0]
+    hs = tile.hb[lo - t0 : hi - t0]
+    c = tile.ct[lo - t0 : hi - t0]
+    td = tile.tie[lo - t0 : hi - t0]
+    ts = tile.tt[lo - t0 : hi - t0]
     s = np.int64(ks * np.float32(2.0**-16))
     for j in range(hi - lo):
         xv = np.float32(xs[j])
@@ -311,7 +338,7 @@ def _quantize_nearest(x, lo, hi, lift, q, ks, ct):
 
 
 @njit(inline="always", **_opts)
-def _finish_ties(x, t0, m, s, hb, ct, words, mask, tt, at, low, k0, k1, s0, s1):
+def _finish_ties(x, t0, m, s, key, words, mask, tile):
     """Codes of the flagged entries: draw the low byte ``g`` and take ``l(256 h + g)``.
 
     ``words`` holds one flag byte per entry, as uint64 words, and ``mask`` the
@@ -323,6 +350,7 @@ def _finish_ties(x, t0, m, s, hb, ct, words, mask, tt, at, low, k0, k1, s0, s1):
     entries are drawn in one vectorized Philox loop (:func:`_blocks_at`); the
     code written over a flagged entry clears its flag.
     """
+    ct, at, tt = tile.ct, tile.at, tile.tt
     nt = 0
     for g in range((m + 31) // 32):  # 32 flags per test: one entry in 256 is flagged
         w0 = 4 * g
@@ -337,13 +365,13 @@ def _finish_ties(x, t0, m, s, hb, ct, words, mask, tt, at, low, k0, k1, s0, s1):
                 w &= w - _ONE64
     if nt == 0:
         return
-    _blocks_at(low, at, nt, t0, s0, s1, k0, k1)
-    bytes_ = low.view(np.uint8)
+    _blocks_at(tile.low, at, nt, t0, key)
+    bytes_ = tile.low.view(np.uint8)
     for q in range(nt):
         j = at[q]
         i = t0 + j
         g = np.int64(bytes_[16 * q + i % 16])
-        u = np.int64(hb[j]) * 256 + g
+        u = np.int64(tile.hb[j]) * 256 + g
         lev = (np.int64(np.ceil(tt[j])) + 65535 - u) >> 16
         ct[j] = s + lev if x[i] >= 0 else s - lev
 
@@ -398,7 +426,9 @@ def _pack_tile(ct, m, width, codes, byte0):
 
 
 @njit(**_opts)
-def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes, ct):
+def _qsgd_tiles(x, prm, key, scales, codes, ct):
+    """:func:`qsgd_encode` with the code buffer ``ct`` (uint8 for widths up to 8, else uint16)."""
+    b, s, width = prm.bucket, prm.levels, prm.width
     n = x.shape[0]
     ks = np.float32(65536.0 * s)
     bw = 1
@@ -406,11 +436,15 @@ def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes,
         bw *= 2
     buf = np.empty(bw, dtype=np.float64)
     words = np.zeros(TILE // 4, dtype=np.uint32)
-    hb = words.view(np.uint8)  # byte j: the high byte of entry t0 + j
-    tie = np.zeros(TILE, dtype=np.uint8)
-    tt = np.zeros(TILE, dtype=np.float32)  # T of each entry, for the ties
-    at = np.zeros(TILE, dtype=np.int64)
-    low = np.zeros(4 * TILE, dtype=np.uint32)
+    tile = Tile(
+        hb=words.view(np.uint8),  # byte j: the high byte of entry t0 + j
+        ct=ct,
+        tie=np.zeros(TILE, dtype=np.uint8),
+        tt=np.zeros(TILE, dtype=np.float32),
+        at=np.zeros(TILE, dtype=np.int64),
+        low=np.zeros(4 * TILE, dtype=np.uint32),
+    )
+    tie = tile.tie
     knext = 0
     nonfinite = 0
     for t0 in range(0, n, TILE):
@@ -419,12 +453,12 @@ def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes,
         klast = (t1 - 1) // b
         while knext <= klast:  # scales of the buckets this tile reaches (still in cache)
             lo = knext * b
-            v = _bucket_scale(x, lo, min(lo + b, n), norm, buf, bw)
+            v = _bucket_scale(x, lo, min(lo + b, n), prm.norm, buf, bw)
             scales[knext] = np.float32(v)
             nonfinite += not (v < np.inf)
             knext += 1
-        if stochastic:
-            _blocks(words, t0 // 16, (m + 15) // 16, s0, s1, k0, k1)
+        if prm.stochastic:
+            _blocks(words, t0 // 16, (m + 15) // 16, key)
         i = t0
         while i < t1:
             k = i // b
@@ -432,14 +466,14 @@ def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes,
             r = scales[k]
             if r > 0 and r < np.inf:
                 lift, q = _bucket_factors(r, s)
-                if not stochastic:
+                if not prm.stochastic:
                     _quantize_nearest(x, i, hi, lift, q, ks, ct[i - t0 : hi - t0])
                 elif s == 1 and lift == 1:
-                    _quantize_s1(x, i, hi, t0, q, hb, ct, tt)
+                    _quantize_s1(x, i, hi, t0, q, tile)
                 elif s <= 255 and lift == 1:
-                    _quantize(x, i, hi, t0, q, ks, hb, ct, tie, tt)
+                    _quantize(x, i, hi, t0, q, ks, tile)
                 else:
-                    _quantize_wide(x, i, hi, t0, lift, q, ks, hb, ct, tie, tt)
+                    _quantize_wide(x, i, hi, t0, lift, q, ks, tile)
                     if s == 1:  # s = 1 keeps its flags in the code bytes
                         for j in range(i - t0, hi - t0):
                             ct[j] |= tie[j] << 7
@@ -447,24 +481,27 @@ def _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes,
                 ct[i - t0 : hi - t0] = s
                 tie[i - t0 : hi - t0] = 0
             i = hi
-        if stochastic:
+        if prm.stochastic:
             if s == 1:
                 flags, mask = ct[:TILE].view(np.uint64), _FLAG_IN_CODE
             else:
                 flags, mask = tie.view(np.uint64), _FLAG_IN_TIE
-            _finish_ties(x, t0, m, s, hb, ct, flags, mask, tt, at, low, k0, k1, s0, s1)
+            _finish_ties(x, t0, m, s, key, flags, mask, tile)
         ct[m : m + 8] = 0
         _pack_tile(ct, m, width, codes, (t0 // 8) * width)
     return nonfinite
 
 
 @njit(**_opts)
-def _qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes):
-    if width <= 8:
-        ct8 = np.zeros(TILE + 8, dtype=np.uint8)
-        return _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes, ct8)
-    ct16 = np.zeros(TILE + 8, dtype=np.uint16)
-    return _qsgd_tiles(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes, ct16)
+def qsgd_encode(x, prm, key, scales, codes):
+    """Scales and packed qsgd codes of ``x`` into the payload's sections.
+
+    ``prm`` is a QsgdParams, ``key`` a PhiloxKey. Returns the number of buckets
+    whose scale was not finite before rounding (0 for finite float32 input).
+    """
+    if prm.width <= 8:
+        return _qsgd_tiles(x, prm, key, scales, codes, np.zeros(TILE + 8, dtype=np.uint8))
+    return _qsgd_tiles(x, prm, key, scales, codes, np.zeros(TILE + 8, dtype=np.uint16))
 
 
 # -- qsgd decoding ---------------------------------------------------------------------
@@ -512,7 +549,12 @@ def _dequantize(ct, w, sf, out, add, f32):
 
 
 @njit(**_opts)
-def _qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
+def qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
+    """``out = decode`` or ``out += decode`` of ``n`` codes of ``width`` bits, any ``s``.
+
+    Each value is rounded to float32 before the add when ``f32`` (the payload's
+    or the output's dtype is float32).
+    """
     sf = np.float64(s)
     ct = np.zeros(TILE + 8, dtype=np.int32)
     for t0 in range(0, n, TILE):
@@ -528,14 +570,16 @@ def _qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
 
 
 #: the signed levels m = c - 1 of the four 2-bit codes of each byte (s = 1), float32
-_S1_LEVELS = np.array(
+S1_LEVELS = np.array(
     [[((v >> (2 * q)) & 3) - 1.0 for q in range(4)] for v in range(256)], dtype=np.float32
 )
 
 
 @njit(**_opts)
-def _qsgd_decode_s1(scales, codes, n, b, out, add, tbl):
+def qsgd_decode_s1(scales, codes, n, b, out, add, tbl):
     """Decode of ``s = 1`` (2-bit codes), bucket size a multiple of 4: four entries per byte.
+
+    ``tbl`` is :data:`S1_LEVELS`.
 
     ``y = m * (r / 1) = m * r`` with ``m`` in ``{-1, 0, 1}`` is exact in float32, so
     it is the definition's float64 value in either output dtype.
@@ -569,7 +613,8 @@ def _qsgd_decode_s1(scales, codes, n, b, out, add, tbl):
 
 
 @njit(**_opts)
-def _sign_encode(x, b, scales, codes):
+def sign_encode(x, b, scales, codes):
+    """l1 scales and sign bits of ``x``; returns the count of non-finite scale sums."""
     n = x.shape[0]
     nonfinite = _scales(x, b, 2, scales)
     full = n // 8
@@ -597,7 +642,8 @@ def _signs(ct, r, out, add):
 
 
 @njit(**_opts)
-def _sign_decode(scales, codes, n, b, out, add):
+def sign_decode(scales, codes, n, b, out, add):
+    """``out = decode`` or ``out += decode`` for the scaled sign codec."""
     ct = np.zeros(TILE + 8, dtype=np.int32)
     for t0 in range(0, n, TILE):
         t1 = min(t0 + TILE, n)
@@ -608,38 +654,3 @@ def _sign_decode(scales, codes, n, b, out, add):
             hi = min((k + 1) * b, t1)
             _signs(ct[i - t0 : hi - t0], np.float64(scales[k]), out[i:hi], add)
             i = hi
-
-
-# -- entry points (argument conversion only) -------------------------------------------
-
-
-def random_u32(n, k0, k1, s0, s1):
-    """Elements ``0 .. n-1`` of the 32-bit Philox stream of the key/stream words."""
-    return _random_u32(n, k0, k1, s0, s1)
-
-
-def qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes):
-    """Scales and packed qsgd codes of ``x`` into the payload's sections.
-
-    Returns the number of buckets whose scale was not finite before rounding
-    (0 for finite float32 input).
-    """
-    return _qsgd_encode(x, b, s, norm, stochastic, k0, k1, s0, s1, width, scales, codes)
-
-
-def qsgd_decode(scales, codes, n, b, s, width, f32, out, add):
-    """``out = decode`` or ``out += decode``."""
-    if s == 1 and b % 4 == 0:
-        _qsgd_decode_s1(scales, codes, n, b, out, add, _S1_LEVELS)
-    else:
-        _qsgd_decode(scales, codes, n, b, s, width, f32, out, add)
-
-
-def sign_encode(x, b, scales, codes):
-    """l1 scales and sign bits; returns the count of non-finite scale sums."""
-    return _sign_encode(x, b, scales, codes)
-
-
-def sign_decode(scales, codes, n, b, out, add):
-    """``out = decode`` or ``out += decode`` for the scaled sign codec."""
-    _sign_decode(scales, codes, n, b, out, add)
