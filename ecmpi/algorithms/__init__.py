@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Algorithm, Hyper, RunContext, StepCost
+from .base import Algorithm, Hyper, RunContext, StepCost, counted_step
 
 __all__ = [
     "ALGORITHMS",
@@ -17,6 +17,7 @@ __all__ = [
     "RunContext",
     "RunResult",
     "StepCost",
+    "counted_step",
     "get",
     "run",
 ]

@@ -1,20 +1,29 @@
-"""The one step loop every algorithm runs in, and the interface algorithms implement.
+"""The interface every algorithm implements for the step loop (:func:`ecmpi.algorithms.run`).
 
 An algorithm is a class with a ``step(t)`` method that performs iteration
-``t`` (gradients, compression, communication, update) and returns what it
-put on the wire; the loop around it (:func:`run`) computes the metrics of
-the ``ecmpi.trajectory/1`` schema, logs them, checks stopping rules and
+``t`` (gradients, compression, communication, update); the loop around it
+(:mod:`ecmpi.algorithms.loop`) counts its bits, computes the metrics of the
+``ecmpi.trajectory/1`` schema, logs them, checks stopping rules and
 checkpoints. Algorithms never log, print or time themselves.
 
 Contract (all ranks call everything collectively, in the same order):
 
-- ``__init__(ctx)`` takes a :class:`RunContext`; hyperparameters the
-  algorithm declares in ``hyperparameters`` arrive resolved in
-  ``ctx.params`` (defaults filled in, CLI/TOML overrides applied).
+- ``loop_context(ctx)`` (a classmethod) gives the context the loop builds
+  the algorithm from; ``__init__(ctx)`` takes that :class:`RunContext`;
+  hyperparameters the algorithm declares in ``hyperparameters`` arrive
+  resolved in ``ctx.params`` (defaults filled in, CLI/TOML overrides applied).
+- ``warm_up()`` runs once before the first step, outside the timed loop.
 - ``x`` is the current iterate used for the metrics; identical on every
   rank, bit for bit.
-- ``step(t)`` returns a :class:`StepCost`: bits this worker sent (up) and
-  received (down) in that step, counted from the real payload sizes.
+- ``stats`` is the :class:`ecmpi.CommStats` every collective of a step is
+  passed to (None: the algorithm communicates nothing the loop should count).
+  The loop counts a step's bits from it: ``8 * bytes_sent`` (up) and
+  ``8 * bytes_received`` (down) added during the step, the real payload sizes
+  (:func:`counted_step`), and logs its seconds as ``comm_time`` and
+  ``compress_time``.
+- ``step(t)`` returns None or a :class:`StepCost`: extra metrics, and bits
+  that replace the count from ``stats`` where the wire is not (only) the
+  collectives' payloads (e.g. DQ-GD's ``R`` bits per dimension).
 - ``state_dict()``/``load_state_dict()`` hold everything needed to resume
   exactly: iterates, this rank's residuals and shifts, snapshot points.
   Random draws come from :mod:`ecmpi.rng` keyed by ``(seed, t, ...)``, so
@@ -23,13 +32,20 @@ Contract (all ranks call everything collectively, in the same order):
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Algorithm", "Hyper", "RunContext", "StepCost"]
+from ..compress.base import Compressor
+
+if TYPE_CHECKING:
+    from ..comm.stats import CommStats
+
+__all__ = ["Algorithm", "Hyper", "RunContext", "StepCost", "counted_step"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +91,13 @@ class RunContext:
 
 @dataclass
 class StepCost:
-    """What one step put on the wire for this worker (bits), plus optional extras.
+    """What one step reports beyond its :attr:`Algorithm.stats`: bits, extras.
+
+    ``bits_up``/``bits_down``: the bits this worker sent and received in the
+    step; None (the default) lets the loop count them from the algorithm's
+    ``stats`` (:func:`counted_step`). Set them where the bits on the wire are
+    not the collectives' payload bytes (DQ-GD sends ``floor(d*R)`` bits in
+    ``ceil(d*R/8)`` bytes).
 
     ``extra`` holds per-step scalars logged as additional trajectory datasets
     (e.g. ``entropy_bits_up`` for ECQ-SGD, ``saturated`` for DQ-GD). The loop
@@ -85,8 +107,8 @@ class StepCost:
     them in :attr:`Algorithm.extra_metrics`).
     """
 
-    bits_up: int = 0
-    bits_down: int = 0
+    bits_up: int | None = None
+    bits_down: int | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -101,9 +123,39 @@ class Algorithm(ABC):
     hyperparameters: ClassVar[tuple[Hyper, ...]] = ()
     #: names of ``StepCost.extra`` entries, for extras that a first step may not report
     extra_metrics: ClassVar[tuple[str, ...]] = ()
+    #: the accounting every collective of a step is passed to; None: nothing to count
+    stats: CommStats | None = None
 
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
+
+    @classmethod
+    def loop_context(cls, ctx: RunContext) -> RunContext:
+        """The context :func:`ecmpi.algorithms.run` builds this algorithm from.
+
+        The default returns ``ctx`` with a copy of its compressor that passes
+        NaN/Inf through (``check_finite=False``): a non-finite gradient on one
+        rank then reaches the iterate of every rank, where the loop's non-finite
+        rule sees it identically, instead of raising on that rank alone.
+        ``ctx`` itself is not changed.
+        """
+        c = ctx.compressor
+        if not (isinstance(c, Compressor) and c.check_finite):
+            return ctx
+        c = copy.copy(c)
+        c.check_finite = False
+        return dataclasses.replace(ctx, compressor=c)
+
+    def warm_up(self) -> None:
+        """Prepare what the first step would otherwise do once (called before the timed loop).
+
+        The default compiles the kernels of ``ctx.compressor`` for arrays like
+        :attr:`x` (:meth:`ecmpi.Compressor.warm_up`), so JIT compilation stays
+        out of ``wall_time``. It must not communicate.
+        """
+        c = self.ctx.compressor
+        if isinstance(c, Compressor):
+            c.warm_up(self.x)
 
     def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
         """``given`` with the defaults of :attr:`hyperparameters` filled in.
@@ -150,8 +202,8 @@ class Algorithm(ABC):
         """The current iterate (identical on every rank)."""
 
     @abstractmethod
-    def step(self, t: int) -> StepCost:
-        """Run iteration ``t`` (0-based)."""
+    def step(self, t: int) -> StepCost | None:
+        """Run iteration ``t`` (0-based); see :class:`StepCost` for what to return."""
 
     def state_dict(self) -> dict[str, Any]:
         """This rank's complete state (arrays and scalars) for a checkpoint."""
@@ -166,3 +218,24 @@ class Algorithm(ABC):
         Called on rank 0 only, when the log is created: it must not communicate.
         """
         return dict(self.ctx.params)
+
+
+def counted_step(alg: Algorithm, t: int) -> StepCost:
+    """Run ``alg.step(t)`` and return its cost with the bits filled in.
+
+    Bits the step leaves None are ``8 *`` the bytes ``alg.stats`` recorded as
+    sent (``bits_up``) and received (``bits_down``) during the step, the
+    difference of its totals (0 without ``stats``); bits the step sets are kept.
+    """
+    st = alg.stats
+    sent, received = (st.bytes_sent, st.bytes_received) if st is not None else (0, 0)
+    cost = alg.step(t)
+    if cost is None:
+        cost = StepCost()
+    if st is not None:
+        sent, received = st.bytes_sent - sent, st.bytes_received - received
+    return StepCost(
+        bits_up=8 * sent if cost.bits_up is None else cost.bits_up,
+        bits_down=8 * received if cost.bits_down is None else cost.bits_down,
+        extra=cost.extra,
+    )

@@ -206,6 +206,7 @@ class _QuantizedGD(Algorithm):
     def _cost(self, sat: int, r: Any) -> StepCost:
         bits = self.code_bits + (32 if self.scale else 0)
         total_sat = self.comm.allreduce(sat) if self.P > 1 else sat
+        # the wire carries floor(d*R) bits in whole bytes: report the bits, not the bytes
         return StepCost(
             bits_up=bits,
             bits_down=(self.P - 1) * bits,

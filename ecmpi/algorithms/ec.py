@@ -376,7 +376,6 @@ class _ECBase(Algorithm):
 
     def step(self, t: int) -> StepCost:
         seed = self.ctx.seed
-        sent, recv = self.stats.bytes_sent, self.stats.bytes_received
         g = self.gradient(t)
         if self.diana:
             u = g - self.h_local
@@ -396,10 +395,7 @@ class _ECBase(Algorithm):
         self._x = x
         if self.snapshot is not None and shared_coin(seed, t, self.p):
             self.snapshot.refresh(np.array(x_old, copy=True), t)
-        return StepCost(
-            bits_up=8 * (self.stats.bytes_sent - sent),
-            bits_down=8 * (self.stats.bytes_received - recv),
-        )
+        return StepCost()  # bits: the loop counts them from self.stats
 
     def state_dict(self) -> dict[str, Any]:
         s: dict[str, Any] = {"x": self._x.copy(), "e": self.ec.e.copy()}

@@ -129,13 +129,12 @@ class ECQSGD(Algorithm):
             self._w -= mean
         else:
             self._w -= self.lr * mean
-        last = self.stats.last
-        cost = StepCost(bits_up=8 * last.bytes_sent, bits_down=8 * last.bytes_received)
+        cost = StepCost()  # bits: the loop counts them from self.stats
         if self.coder != "off":
             phase = _PHASE.get(ctx.collective, _allgather.PHASE)
             pl = ctx.compressor.encode(p, seed=(ctx.seed, t, phase, 0), rank=self.rank)
             cost.extra["entropy_bits_up"] = (
-                cost.bits_up * coded_bits(pl, self.coder) / (8 * pl.nbytes)
+                8 * self.stats.last.bytes_sent * coded_bits(pl, self.coder) / (8 * pl.nbytes)
             )
         return cost
 

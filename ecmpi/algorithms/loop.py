@@ -11,8 +11,9 @@ last step; all collective):
 - ``loss`` = f(x), ``suboptimality`` = f(x) - f*, ``dist_to_opt`` = ||x - x*||,
   ``grad_norm`` = ||grad f(x)|| (the global gradient, full data);
 - ``bits_up``/``bits_down``: cumulative bits **per worker**: the mean over
-  ranks of the bits each rank sent (up) and received (down), as the
-  algorithm's :class:`StepCost` reports them from the real payload sizes;
+  ranks of the bits each rank sent (up) and received (down), counted from the
+  real payload sizes in the algorithm's ``stats`` unless its
+  :class:`StepCost` sets them (:func:`ecmpi.algorithms.base.counted_step`);
 - ``wall_time``: seconds rank 0 spent inside steps (metric evaluation,
   logging and checkpoints excluded); ``comm_time`` and ``compress_time``:
   rank means of the algorithm's ``self.stats`` (:class:`ecmpi.CommStats`:
@@ -21,14 +22,17 @@ last step; all collective):
   summed over steps (cumulative, like ``bits_up``), any other is the value
   reported by the last step (NaN in the row of step 0).
 
-Stopping: ``steps`` reached; ``target``: f - f* <= target at a logged row;
-``max_bits``: ``bits_up`` reached the budget (checked every step);
-divergence: at a logged row the loss is non-finite or
+Stopping (:mod:`ecmpi.algorithms.stopping`): ``steps`` reached; ``target``:
+f - f* <= target at a logged row; ``max_bits``: ``bits_up`` reached the budget
+(checked every step); divergence: at a logged row the loss is non-finite or
 ``f - f_ref > diverge_factor * (f(x0) - f_ref)`` (f_ref = f* if known, else 0):
 status ``diverged``; a non-finite iterate: status ``failed`` and
 :class:`NonFiniteError` (``on_nonfinite="error"``), or the step is undone
 and the run goes on (``"skip"``); SIGTERM/SIGUSR1: checkpoint at the next
 step boundary, status ``interrupted`` (resumable).
+
+The counters that survive a resume are a :class:`LoopState`
+(:mod:`ecmpi.algorithms.loop_state` lists the checkpoint's keys).
 
 Determinism: rows depend only on the algorithm, the data, the seed and the
 rank count (timings aside), and a run resumed from a checkpoint continues
@@ -37,7 +41,6 @@ the same trajectory bit for bit.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import signal
@@ -45,18 +48,30 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from .._backend import array_module, to_host
 from ..log import TrajectoryWriter, save_checkpoint
 from ..progress import Progress
-from .base import Algorithm, RunContext, StepCost
+from .base import Algorithm, RunContext, StepCost, counted_step
+from .loop_state import LoopState
+from .stopping import (
+    ON_NONFINITE,
+    STEPS_DONE,
+    StepFlags,
+    Stop,
+    StopRules,
+    decide_stop,
+    row_due,
+)
+
+if TYPE_CHECKING:
+    from ..comm.stats import CommStats
 
 __all__ = ["ON_NONFINITE", "NonFiniteError", "RunError", "RunResult", "SignalLatch", "run"]
 
-ON_NONFINITE = ("error", "skip")
 _SIGNALS = tuple(
     s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s
 )
@@ -77,7 +92,7 @@ class RunResult:
     Attributes:
         status: ``completed``, ``diverged``, ``interrupted`` or ``failed``.
         stop_reason: ``steps``, ``target``, ``max_bits``, ``diverged``,
-            ``signal SIGTERM``, ``nonfinite``, ...
+            ``signal``, ``nonfinite``, ``exception``.
         steps: steps done in total (including those before a resume).
         last: the last logged row (metric name -> value).
         skipped: steps undone because of a non-finite iterate (``skip``).
@@ -90,23 +105,6 @@ class RunResult:
     last: dict[str, float]
     skipped: int = 0
     rows: list[dict[str, float]] = field(default_factory=list)
-
-
-def _copy_state(state: Any) -> Any:
-    if isinstance(state, dict):
-        return {k: _copy_state(v) for k, v in state.items()}
-    if hasattr(state, "copy") and hasattr(state, "dtype"):
-        return state.copy()
-    return state
-
-
-def _stats_times(alg: Algorithm) -> tuple[float, float]:
-    st = getattr(alg, "stats", None)
-    if st is None:
-        return 0.0, 0.0
-    comm = float(getattr(st, "communicate_seconds", 0.0))
-    comp = float(getattr(st, "encode_seconds", 0.0)) + float(getattr(st, "decode_seconds", 0.0))
-    return comm, comp
 
 
 class SignalLatch:
@@ -145,6 +143,115 @@ def _make_progress(progress: Any, steps: int, every: int | None) -> Progress | N
     return Progress(steps, progress, every=every)  # a text stream
 
 
+def _copy_state(state: Any) -> Any:
+    if isinstance(state, dict):
+        return {k: _copy_state(v) for k, v in state.items()}
+    if hasattr(state, "copy") and hasattr(state, "dtype"):
+        return state.copy()
+    return state
+
+
+def _seconds(stats: CommStats | None) -> tuple[float, float]:
+    """``(communicate, encode + decode)`` seconds of ``stats`` (zeros without)."""
+    if stats is None:
+        return 0.0, 0.0
+    return float(stats.communicate_seconds), float(stats.encode_seconds) + float(
+        stats.decode_seconds
+    )
+
+
+def _agreed_step(
+    alg: Algorithm, t: int, comm: Any, sig: SignalLatch
+) -> tuple[StepCost, int, int, StepFlags, float]:
+    """Step ``t``, then one Allreduce of (bits up, bits down, signal, non-finite).
+
+    Returns this rank's cost, the bits summed over ranks, the agreed flags and
+    the seconds of the step (the Allreduce included).
+    """
+    from mpi4py import MPI
+
+    t_start = time.perf_counter()
+    cost = counted_step(alg, t)
+    x = alg.x
+    bad = 0 if bool(array_module(x).isfinite(x).all()) else 1
+    ctrl = np.array(
+        [int(cost.bits_up), int(cost.bits_down), 1 if sig.received else 0, bad],
+        dtype=np.int64,
+    )
+    comm.Allreduce(MPI.IN_PLACE, ctrl, op=MPI.SUM)
+    seconds = time.perf_counter() - t_start
+    flags = StepFlags(signal=bool(ctrl[2]), nonfinite=bool(ctrl[3]))
+    return cost, int(ctrl[0]), int(ctrl[1]), flags, seconds
+
+
+class _Rows:
+    """The trajectory rows: metrics computed collectively, kept and written on rank 0."""
+
+    def __init__(self, problem: Any, comm: Any, writer: TrajectoryWriter | None):
+        self.problem = problem
+        self.comm = comm
+        self.writer = writer
+        self.f_star = float(getattr(problem, "f_star", math.nan))
+        self.x_star = getattr(problem, "x_star", None)
+        self.rows: list[dict[str, float]] = []
+        self.last: dict[str, float] = {}
+        self.logged_at = -1
+
+    def metrics(self, alg: Algorithm, state: LoopState) -> dict[str, float]:
+        """The row of the module docstring (collective)."""
+        x = alg.x
+        xp = array_module(x)
+        loss = float(self.problem.loss(x))
+        g = self.problem.grad(x)
+        grad_norm = float(xp.linalg.norm(g))
+        x_star = self.x_star
+        dist = float(xp.linalg.norm(x - xp.asarray(x_star))) if x_star is not None else math.nan
+        gathered = self.comm.allgather(state.local_columns(*_seconds(alg.stats)))
+        names = sorted({n for d in gathered for n in d})
+        P = self.comm.size
+        mean = {n: sum(d.get(n, math.nan) for d in gathered) / P for n in names}
+        return {
+            "step": state.step,
+            "loss": loss,
+            "suboptimality": loss - self.f_star,
+            "dist_to_opt": dist,
+            "grad_norm": grad_norm,
+            "bits_up": state.bits_up,
+            "bits_down": state.bits_down,
+            "wall_time": state.wall_time,
+            **mean,
+        }
+
+    def log(self, alg: Algorithm, state: LoopState) -> dict[str, float]:
+        """Compute the row of ``state.step``, keep it and write it (rank 0)."""
+        row = self.metrics(alg, state)
+        self.last = row
+        self.logged_at = state.step
+        if self.comm.rank == 0:
+            self.rows.append(row)
+            if self.writer is not None:
+                self.writer.append(row)
+        return row
+
+
+def _checkpoint(writer: TrajectoryWriter | None, comm: Any, alg: Algorithm, s: LoopState) -> None:
+    """Collective: every rank's ``{"alg": state_dict, "loop": ...}`` and the shared loop dict."""
+    shared, local = s.to_checkpoint(*_seconds(alg.stats))
+    save_checkpoint(writer, comm, {"alg": alg.state_dict(), "loop": local}, shared)
+
+
+def _message(stop: Stop, state: LoopState, row: dict[str, float], sig: SignalLatch) -> str:
+    """The log's ``message`` for a stop (empty for a normal end)."""
+    if stop.reason == "nonfinite":
+        return f"the iterate became NaN/Inf in step {state.step - 1}"
+    if stop.reason == "diverged":
+        return f"loss {row['loss']:.6g} at step {state.step} exceeds the divergence threshold"
+    if stop.reason == "signal":
+        name = signal.Signals(sig.received).name if sig.received else "a signal"
+        return f"stopped by {name} after step {state.step}; resume with --resume"
+    return ""
+
+
 def run(
     algorithm: type[Algorithm] | Algorithm,
     ctx: RunContext,
@@ -165,7 +272,8 @@ def run(
     """Run ``algorithm`` for up to ``steps`` steps (collective; see the module docstring).
 
     Args:
-        algorithm: an :class:`Algorithm` subclass (built here from ``ctx``) or an instance.
+        algorithm: an :class:`Algorithm` subclass (built here from
+            ``algorithm.loop_context(ctx)``) or an instance.
         ctx: the run context (``ctx.comm`` is the communicator of the loop).
         steps: the step budget (total, including steps done before a resume).
         target: stop once f - f* <= target at a logged row.
@@ -189,239 +297,103 @@ def run(
         NonFiniteError: on every rank, with ``on_nonfinite="error"``.
         ValueError: bad arguments (on every rank, before any step).
     """
-    from mpi4py import MPI
-
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    if int(log_every) != log_every or log_every < 1:
-        raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
+    rules = StopRules(
+        steps=steps,
+        target=target,
+        max_bits=max_bits,
+        log_every=log_every,
+        on_nonfinite=on_nonfinite,
+        diverge_factor=diverge_factor,
+    )
     if int(checkpoint_every) != checkpoint_every or checkpoint_every < 0:
         raise ValueError(
             f"checkpoint_every must be a non-negative integer, got {checkpoint_every!r}"
         )
-    if on_nonfinite not in ON_NONFINITE:
-        raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
-    if target is not None and not target >= 0:
-        raise ValueError(f"target must be non-negative, got {target!r}")
-    if max_bits is not None and not max_bits > 0:
-        raise ValueError(f"max_bits must be positive, got {max_bits!r}")
-    if not diverge_factor > 0:
-        raise ValueError(f"diverge_factor must be positive, got {diverge_factor!r}")
 
     comm = ctx.comm
     rank0 = comm.rank == 0
-    P = comm.size
-    if isinstance(algorithm, type) and getattr(ctx.compressor, "check_finite", False):
-        # a NaN/Inf gradient on one rank must reach the iterate of every rank, where the
-        # non-finite rule below sees it identically, instead of raising on that rank alone
-        comp = copy.copy(ctx.compressor)
-        comp.check_finite = False
-        ctx = dataclasses.replace(ctx, compressor=comp)
-    alg = algorithm(ctx) if isinstance(algorithm, type) else algorithm
-    problem = ctx.problem
-    if hasattr(ctx.compressor, "warm_up"):
-        ctx.compressor.warm_up(alg.x)  # JIT compilation stays out of wall_time
+    if isinstance(algorithm, type):
+        ctx = algorithm.loop_context(ctx)
+        alg = algorithm(ctx)
+    else:
+        alg = algorithm
+    alg.warm_up()  # JIT compilation stays out of wall_time
 
     writer: TrajectoryWriter | None = None
     if rank0:
         writer = log(alg) if callable(log) and not isinstance(log, TrajectoryWriter) else log
     has_log = bool(comm.bcast(writer is not None, root=0))
+    traj = _Rows(ctx.problem, comm, writer)
+    rules = dataclasses.replace(rules, f_star=traj.f_star)
 
-    f_star = float(getattr(problem, "f_star", math.nan))
-    x_star = getattr(problem, "x_star", None)
-
-    # -- loop state (identical on every rank) and per-rank accumulators ---------------
-    t = 0
-    total_up = 0  # sum over ranks of the bits sent, exact
-    total_down = 0
-    wall = 0.0
-    comm_off = comp_off = 0.0
-    f0 = math.nan
-    local_extra_cum: dict[str, float] = {}
-    local_extra_last: dict[str, float] = {}
+    state = LoopState(n_ranks=comm.size)
     if resume is not None:
-        loop_state, my_state = resume
-        t = int(loop_state["step"])
-        total_up = int(loop_state["total_bits_up"])
-        total_down = int(loop_state["total_bits_down"])
-        wall = float(loop_state["wall_time"])
-        f0 = float(loop_state["f0"])
-        alg.load_state_dict(my_state.get("alg", {}))
-        local = my_state.get("loop", {})
-        comm_off = float(local.get("comm_time", 0.0))
-        comp_off = float(local.get("compress_time", 0.0))
-        local_extra_cum = {k: float(v) for k, v in local.get("extra_cum", {}).items()}
-        local_extra_last = {k: float(v) for k, v in local.get("extra_last", {}).items()}
+        shared, mine = resume
+        state = LoopState.from_checkpoint(shared, mine.get("loop", {}), n_ranks=comm.size)
+        alg.load_state_dict(mine.get("alg", {}))
 
     pbar = _make_progress(progress, steps, progress_every) if rank0 else None
     own_latch = not isinstance(handle_signals, SignalLatch)
     sig = SignalLatch(bool(handle_signals)) if own_latch else handle_signals
-    rows: list[dict[str, float]] = []
-    last: dict[str, float] = {}
-    skipped = 0
 
-    def metrics() -> dict[str, float]:
-        x = alg.x
-        xp = array_module(x)
-        loss = float(problem.loss(x))
-        g = problem.grad(x)
-        grad_norm = float(xp.linalg.norm(g))
-        dist = float(xp.linalg.norm(x - xp.asarray(x_star))) if x_star is not None else math.nan
-        c, k = _stats_times(alg)
-        local = {
-            "comm_time": comm_off + c,
-            "compress_time": comp_off + k,
-            **{n: v for n, v in local_extra_cum.items()},
-            **{n: v for n, v in local_extra_last.items()},
-        }
-        gathered = comm.allgather(local)
-        names = sorted({n for d in gathered for n in d})
-        mean = {n: sum(d.get(n, math.nan) for d in gathered) / P for n in names}
-        return {
-            "step": t,
-            "loss": loss,
-            "suboptimality": loss - f_star,
-            "dist_to_opt": dist,
-            "grad_norm": grad_norm,
-            "bits_up": total_up / P,
-            "bits_down": total_down / P,
-            "wall_time": wall,
-            **mean,
-        }
-
-    def log_row() -> dict[str, float]:
-        nonlocal last
-        row = metrics()
-        last = row
-        if rank0:
-            rows.append(row)
-            if writer is not None:
-                writer.append(row)
-        return row
-
-    def checkpoint() -> None:
-        c, k = _stats_times(alg)
-        state = {
-            "alg": alg.state_dict(),
-            "loop": {
-                "comm_time": comm_off + c,
-                "compress_time": comp_off + k,
-                "extra_cum": dict(local_extra_cum),
-                "extra_last": dict(local_extra_last),
-            },
-        }
-        loop_state = {
-            "step": t,
-            "total_bits_up": total_up,
-            "total_bits_down": total_down,
-            "wall_time": wall,
-            "f0": f0,
-            "n_ranks": P,
-        }
-        save_checkpoint(writer, comm, state, loop_state)
-
-    def diverged(row: dict[str, float]) -> bool:
-        loss = row["loss"]
-        if not math.isfinite(loss):
-            return True
-        f_ref = f_star if math.isfinite(f_star) else 0.0
-        scale = max(f0 - f_ref, 1e-12 * max(1.0, abs(f_ref)))
-        return loss - f_ref > diverge_factor * scale
-
-    status, reason, message = "completed", "steps", ""
+    stop = Stop("completed", "steps")
+    message = ""
     error: BaseException | None = None
     try:
         if resume is None:
-            row = log_row()
-            f0 = row["loss"]
+            state.f0 = traj.log(alg, state)["loss"]
             if pbar:
-                pbar.update(0, row)
-        logged_at = t
-        while True:
-            # stopping rules that need no new step
-            if t >= steps:
-                break
-            snapshot = _copy_state(alg.state_dict()) if on_nonfinite == "skip" else None
-            t_start = time.perf_counter()
-            cost: StepCost = alg.step(t)
-            x = alg.x
-            bad = 0 if bool(array_module(x).isfinite(x).all()) else 1
-            ctrl = np.array(
-                [int(cost.bits_up), int(cost.bits_down), 1 if sig.received else 0, bad],
-                dtype=np.int64,
-            )
-            comm.Allreduce(MPI.IN_PLACE, ctrl, op=MPI.SUM)
-            wall += time.perf_counter() - t_start
-            total_up += int(ctrl[0])
-            total_down += int(ctrl[1])
-            for n, v in cost.extra.items():
-                if "bits" in n:
-                    local_extra_cum[n] = local_extra_cum.get(n, 0.0) + float(v)
-                else:
-                    local_extra_last[n] = float(v)
+                pbar.update(0, traj.last)
+        traj.logged_at = state.step
+        stop = STEPS_DONE if state.step >= rules.steps else None
+        while stop is None:
+            skip = rules.on_nonfinite == "skip"
+            snapshot = _copy_state(alg.state_dict()) if skip else None
+            cost, up, down, flags, seconds = _agreed_step(alg, state.step, comm, sig)
+            state.record_step(up, down, seconds, cost.extra)
             if rank0 and writer is not None and not writer.started:
-                writer.start(sorted({*cost.extra, *getattr(alg, "extra_metrics", ())}))
-            t += 1
-            if ctrl[3]:
-                if on_nonfinite == "skip":
-                    alg.load_state_dict(snapshot)
-                    skipped += 1
-                else:
-                    status, reason = "failed", "nonfinite"
-                    message = f"the iterate became NaN/Inf in step {t - 1}"
-                    break
-            stop_signal = bool(ctrl[2])
-            budget = max_bits is not None and total_up / P >= max_bits
-            row = None
-            if t % log_every == 0 or t >= steps or stop_signal or budget:
-                row = log_row()
-                logged_at = t
-                if diverged(row):
-                    status, reason = "diverged", "diverged"
-                    message = f"loss {row['loss']:.6g} at step {t} exceeds the divergence threshold"
-                    break
-                if target is not None and row["suboptimality"] <= target:
-                    reason = "target"
-                    break
+                writer.start(sorted({*cost.extra, *alg.extra_metrics}))
+            if flags.nonfinite and skip:
+                alg.load_state_dict(snapshot)
+                state.skipped += 1
+            row = traj.log(alg, state) if row_due(state, flags, rules) else None
+            stop = decide_stop(state, flags, row, rules)
+            if stop is not None and stop.at_once:
+                break
             if pbar:
-                pbar.update(t, last)
-            if checkpoint_every and t % checkpoint_every == 0 and has_log:
-                checkpoint()
-            if stop_signal:
-                name = signal.Signals(sig.received).name if sig.received else "a signal"
-                status, reason = "interrupted", "signal"
-                message = f"stopped by {name} after step {t}; resume with --resume"
-                if has_log and not (checkpoint_every and t % checkpoint_every == 0):
-                    checkpoint()
-                break
-            if budget:
-                reason = "max_bits"
-                break
-        if logged_at != t and status != "failed":
-            log_row()
+                pbar.update(state.step, traj.last)
+            periodic = bool(checkpoint_every) and state.step % checkpoint_every == 0
+            if periodic and has_log:
+                _checkpoint(writer, comm, alg, state)
+            if stop is not None and stop.reason == "signal" and has_log and not periodic:
+                _checkpoint(writer, comm, alg, state)
+        if traj.logged_at != state.step and stop.status != "failed":
+            traj.log(alg, state)
+        message = _message(stop, state, traj.last, sig)
     except BaseException as exc:
         error = exc
-        status, reason, message = "failed", "exception", f"{type(exc).__name__}: {exc}"
+        stop = Stop("failed", "exception")
+        message = f"{type(exc).__name__}: {exc}"
     finally:
         if own_latch:
             sig.restore()
         if pbar:
-            pbar.update(t, last, force=True)
+            pbar.update(state.step, traj.last, force=True)
             pbar.close(message)
         if writer is not None:
             try:
-                x_final = to_host(alg.x) if status != "failed" or error is None else None
+                x_final = to_host(alg.x) if stop.status != "failed" or error is None else None
             except Exception:
                 x_final = None
             try:
                 writer.close(
-                    status,
+                    stop.status,
                     x_final=x_final,
                     extra_attrs={
-                        "stop_reason": reason,
+                        "stop_reason": stop.reason,
                         "message": message,
-                        "steps_done": t,
-                        "skipped_steps": skipped,
+                        "steps_done": state.step,
+                        "skipped_steps": state.skipped,
                     },
                 )
             except Exception as exc:  # e.g. a full disk: report the first error, once
@@ -430,8 +402,13 @@ def run(
                     error = OSError(f"cannot finish the log {writer.path}: {exc}")
     if error is not None:
         raise error
-    if reason == "nonfinite":
+    if stop.reason == "nonfinite":
         raise NonFiniteError(message)
     return RunResult(
-        status=status, stop_reason=reason, steps=t, last=last, skipped=skipped, rows=rows
+        status=stop.status,
+        stop_reason=stop.reason,
+        steps=state.step,
+        last=traj.last,
+        skipped=state.skipped,
+        rows=traj.rows,
     )

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ecmpi.algorithms import counted_step
+
 
 def mean_rank_order(comm: Any, v: np.ndarray) -> np.ndarray:
     """(1/P) sum_tau v_tau, added in rank order: what the allgather collective computes."""
@@ -22,7 +24,7 @@ def trajectory(alg: Any, steps: int) -> tuple[list[np.ndarray], list[tuple[int, 
     """Run ``steps`` steps of ``alg``: the iterates and ``(bits_up, bits_down)`` after each."""
     xs, costs = [], []
     for t in range(steps):
-        c = alg.step(t)
+        c = counted_step(alg, t)
         xs.append(alg.x.copy())
         costs.append((c.bits_up, c.bits_down))
     return xs, costs
