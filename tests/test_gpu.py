@@ -149,3 +149,14 @@ def test_bench_sizes_and_no_device_message(capsys):
     bench.add_arguments(parser)
     assert bench.main(parser.parse_args(["--sizes", "1K"])) == 1
     assert "no usable CUDA device" in capsys.readouterr().out
+
+
+def test_driver_table_names_each_codecs_own_functions():
+    # every codec with a device path has a row of literal references to its own drivers;
+    # the quantizers decode-add in one kernel (host-checked by test_kernels_host)
+    assert set(gpu.DRIVERS) == {"qsgd", "terngrad", "sign", "topk", "randk"}
+    for codec, drivers in gpu.DRIVERS.items():
+        for op, fn in drivers._asdict().items():
+            if fn is not None:
+                assert fn.__name__ == f"{codec}_{op}" and getattr(gpu, fn.__name__) is fn
+        assert (drivers.decode_add is not None) == (codec in ("qsgd", "terngrad", "sign"))

@@ -38,11 +38,15 @@ __all__ = [
 _REGISTRY: dict[str, type[Compressor]] = {}
 
 
-def gpu_driver(name: str) -> Any:
-    """The CuPy driver ``name`` of :mod:`ecmpi.compress.gpu` (imported, with CuPy, on first use)."""
+def gpu_drivers(codec: str) -> Any:
+    """The CuPy drivers of ``codec``: :data:`ecmpi.compress.gpu.DRIVERS` ``[codec]``.
+
+    :mod:`ecmpi.compress.gpu` is imported on first use (and CuPy only when a
+    driver runs).
+    """
     from . import gpu
 
-    return getattr(gpu, name)
+    return gpu.DRIVERS[codec]
 
 
 class Compressor(ABC):

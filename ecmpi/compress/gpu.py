@@ -1,8 +1,10 @@
 """CuPy implementations of the compressors, on the CUDA kernels of ``kernels/``.
 
-The compressors call these for CuPy inputs (``<codec>_encode(compressor, x,
-seed, rank) -> Payload`` and ``<codec>_decode(compressor, payload, out)``);
-each writes the same bytes as the NumPy path (docs/compressors.md).
+The compressors call these for CuPy inputs through the table :data:`DRIVERS`
+(codec name -> ``encode(compressor, x, seed, rank) -> Payload``,
+``decode(compressor, payload, out)`` and, for the quantizers, a fused
+``decode_add(compressor, payload, acc)``); each writes the same bytes as the
+NumPy path (docs/compressors.md).
 
 - qsgd, terngrad, sign: one fused kernel per launch reads ``x`` (and the
   error-feedback residual) once and writes the scales, packed codes and the
@@ -22,7 +24,8 @@ each writes the same bytes as the NumPy path (docs/compressors.md).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,6 +34,8 @@ from ..rng import SeedLike, derive
 from .payload import Payload
 
 __all__ = [
+    "DRIVERS",
+    "Drivers",
     "ef_encode",
     "fused_segment",
     "qsgd_decode",
@@ -399,6 +404,28 @@ def randk_decode(compressor: Any, payload: Payload, out: Any) -> None:
         (_THREADS,),
         (vals, idx, np.int64(k), np.int64(h.n), np.int32(h.flags & 1), out),
     )
+
+
+# -- dispatch ----------------------------------------------------------------------------
+
+
+class Drivers(NamedTuple):
+    """The CuPy drivers of one codec."""
+
+    encode: Callable[[Any, Any, SeedLike, int], Payload]
+    decode: Callable[[Any, Payload, Any], None]
+    #: ``acc += decode(payload)`` in one kernel; None: the codec adds a decoded copy
+    decode_add: Callable[[Any, Payload, Any], None] | None
+
+
+#: codec name -> its drivers (the compressors look up their own ``name`` here)
+DRIVERS: dict[str, Drivers] = {
+    "qsgd": Drivers(qsgd_encode, qsgd_decode, qsgd_decode_add),
+    "terngrad": Drivers(terngrad_encode, terngrad_decode, terngrad_decode_add),
+    "sign": Drivers(sign_encode, sign_decode, sign_decode_add),
+    "topk": Drivers(topk_encode, topk_decode, None),
+    "randk": Drivers(randk_encode, randk_decode, None),
+}
 
 
 # -- error feedback ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 from .._backend import is_device_array
 from ..rng import SeedLike, derive, dither_u16
 from . import _fused
-from .base import Compressor, check_bool, check_int, gpu_driver, register
+from .base import Compressor, check_bool, check_int, gpu_drivers, register
 from .buckets import NORMS, bucket_scales, num_buckets
 from .packing import pack_bits, unpack_bits
 from .payload import Header, Payload
@@ -157,10 +157,11 @@ class _FusedScales(Compressor):
 
 
 class _DecodesInPlace(_FusedScales):
-    """Codecs whose CPU decoder writes into, or adds onto, the output (``_decode_host``).
+    """Codecs whose decoder writes into, or adds onto, the output: no temporary vector.
 
-    ``decode_add`` then needs no temporary vector. On a device the CuPy driver
-    ``<name>_decode`` decodes, and ``decode_add`` adds a decoded copy.
+    On the CPU :meth:`_decode_host` does both; on a device the codec's CuPy
+    drivers ``decode`` and ``decode_add`` (:data:`ecmpi.compress.gpu.DRIVERS`)
+    do, the latter for float32/float64 accumulators (others add a decoded copy).
     """
 
     def _decode(self, payload: Payload, out: Any) -> None:
@@ -174,10 +175,13 @@ class _DecodesInPlace(_FusedScales):
 
     def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
         if is_device_array(payload.buf) or is_device_array(out):
-            if add:
-                out += self.decode(payload).astype(out.dtype, copy=False)
+            drivers = gpu_drivers(self.name)
+            if not add:
+                drivers.decode(self, payload, out)
+            elif out.dtype in (np.float32, np.float64):
+                drivers.decode_add(self, payload, out)
             else:
-                gpu_driver(f"{self.name}_decode")(self, payload, out)
+                out += self.decode(payload).astype(out.dtype, copy=False)
             return
         self._decode_host(payload, out, add)
 
@@ -277,7 +281,7 @@ class QSGD(_DecodesInPlace):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return gpu_driver(f"{self.name}_encode")(self, x, seed, rank)
+            return gpu_drivers(self.name).encode(self, x, seed, rank)
         key, stream = derive(seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         if _fused.enabled():
@@ -378,7 +382,7 @@ class Sign(_DecodesInPlace):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return gpu_driver("sign_encode")(self, x, seed, rank)
+            return gpu_drivers(self.name).encode(self, x, seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         if _fused.enabled():
             self._after_kernel(x, _fused.sign_encode(x, self.bucket, p.scales, p.codes))

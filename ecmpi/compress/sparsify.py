@@ -24,7 +24,7 @@ import numpy as np
 from .._backend import is_device_array
 from ..rng import SeedLike, derive, random_u32
 from . import _fused
-from .base import Compressor, check_bool, check_int, gpu_driver, register
+from .base import Compressor, check_bool, check_int, gpu_drivers, register
 from .payload import Header, Payload
 
 __all__ = ["RandK", "TopK", "randk_indices", "smallest_k", "topk_indices"]
@@ -131,7 +131,7 @@ class TopK(_Sparse):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return gpu_driver("topk_encode")(self, x, seed, rank)
+            return gpu_drivers(self.name).encode(self, x, seed, rank)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         idx = topk_indices(x, p.header.param)
         p.indices[:] = idx
@@ -147,7 +147,7 @@ class TopK(_Sparse):
 
     def _decode(self, payload: Payload, out: Any) -> None:
         if is_device_array(payload.buf) or is_device_array(out):
-            gpu_driver("topk_decode")(self, payload, out)
+            gpu_drivers(self.name).decode(self, payload, out)
             return
         idx = self._indices(payload)
         out[:] = 0
@@ -215,7 +215,7 @@ class RandK(_Sparse):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         if is_device_array(x):
-            return gpu_driver("randk_encode")(self, x, seed, rank)
+            return gpu_drivers(self.name).encode(self, x, seed, rank)
         key, stream = derive(seed)
         p = Payload.allocate(self.header(x.shape[0], x.dtype))
         p.indices[:] = _key_words(key, stream)
@@ -236,7 +236,7 @@ class RandK(_Sparse):
 
     def _decode(self, payload: Payload, out: Any) -> None:
         if is_device_array(payload.buf) or is_device_array(out):
-            gpu_driver("randk_decode")(self, payload, out)
+            gpu_drivers(self.name).decode(self, payload, out)
             return
         out[:] = 0
         out[self._chosen(payload)] = self._scaled(payload)
