@@ -120,6 +120,9 @@ class Algorithm(ABC):
     stochastic: ClassVar[bool] = False
     #: whether ``--compressor`` is used (False for full-precision baselines)
     compressed: ClassVar[bool] = True
+    #: quantizes by itself (e.g. ``--bits-per-dim``) while logging compressor "none": not a
+    #: full-precision baseline (the log's root attribute ``self_quantizing``)
+    self_quantizing: ClassVar[bool] = False
     hyperparameters: ClassVar[tuple[Hyper, ...]] = ()
     #: names of ``StepCost.extra`` entries, for extras that a first step may not report
     extra_metrics: ClassVar[tuple[str, ...]] = ()

@@ -124,6 +124,7 @@ class _QuantizedGD(Algorithm):
     """Shared set-up: constants, widths, the exchange of packed codes."""
 
     compressed: ClassVar[bool] = False
+    self_quantizing: ClassVar[bool] = True
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
