@@ -10,7 +10,8 @@ checked against the paper's algorithm box):
 
 1. Stages ``k = 0, 1, ...``: step ``eta_k = lr * decay^k``, length
    ``T_k = round(T_0 * growth^k)`` (Epoch-SGD, Hazan and Kale 2011;
-   ``--lr-decay 0.5``, ``--stage-growth 2``, ``--stage-length T_0``). [standard]
+   ``--lr-decay 0.5``, ``--stage-growth 2``, ``--stage-length T_0``;
+   :class:`ecmpi.algorithms.schedules.StageSchedule`). [standard]
 2. Rank 0 is the server and also a worker. At the start of every stage
    after the first the server broadcasts its ``w`` in full precision; every
    rank sets the snapshot ``w~ = w`` and its copy ``w_hat = w``. [reconstructed]
@@ -37,7 +38,6 @@ the same iterates up to floating-point rounding.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,45 +45,12 @@ import numpy as np
 from .. import compress
 from ..comm import CommStats, ps_broadcast, ps_gather
 from .base import Algorithm, Hyper, RunContext, StepCost
+from .schedules import StageSchedule
 from .sgd import default_lr, minibatch_gradient
 
 __all__ = ["QESGD", "EpochSGD", "StageSchedule"]
 
 ROOT = 0
-
-
-class StageSchedule:
-    """Epoch-SGD stages: ``eta_k = lr * decay^k``, ``T_k = max(1, round(T_0 * growth^k))``."""
-
-    def __init__(self, lr: float, length: int, decay: float = 0.5, growth: float = 2.0):
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be positive and finite, got {lr!r}")
-        if int(length) != length or length < 1:
-            raise ValueError(f"stage_length must be a positive integer, got {length!r}")
-        if not (0 < decay <= 1):
-            raise ValueError(f"lr_decay must be in (0, 1], got {decay!r}")
-        if not (math.isfinite(growth) and growth >= 1):
-            raise ValueError(f"stage_growth must be >= 1, got {growth!r}")
-        self.lr, self.length, self.decay, self.growth = float(lr), int(length), decay, growth
-
-    def stage_length(self, k: int) -> int:
-        """``T_k``."""
-        return max(1, round(self.length * self.growth**k))
-
-    def locate(self, t: int) -> tuple[int, int]:
-        """``(k, j)``: step ``t`` is step ``j`` of stage ``k``."""
-        if t < 0:
-            raise ValueError(f"step must be >= 0, got {t}")
-        k = 0
-        while t >= (n := self.stage_length(k)):
-            t -= n
-            k += 1
-        return k, t
-
-    def eta(self, k: int) -> float:
-        """``eta_k``."""
-        return self.lr * self.decay**k
-
 
 _STAGE_HYPERS = (
     Hyper("stage_length", int, 50, "T_0, steps in the first stage"),

@@ -14,15 +14,17 @@ same iterate bit for bit. With P workers, worker p's node objective f_p
   sum_p C(g_p)`` with the chosen compressor and collective, no error feedback.
 - ``ef-sgd`` [standard] (Seide et al. 2014; Karimireddy et al., ICML 2019):
   each worker keeps ``e_p = 0``; per step ``p = eta*g_p + e_p``, ``v = C(p)``,
-  ``e_p = p - v``, send v, ``x <- x - (1/P) sum_p v``. The residuals live in a
+  ``e_p = p - v`` (the recursion of :mod:`ecmpi.compress.feedback`), send v,
+  ``x <- x - (1/P) sum_p v``. The residuals live in a
   :class:`ecmpi.CollectiveFeedback`, so every compression inside the
   collective is compensated (with ``sra``/``ring`` also the second, server
   level one).
 
 Step sizes (``--lr``, default ``1/L``; ``--schedule`` for the stochastic ones):
-``constant``: eta; ``1/t``: ``eta / (1 + t/t0)``; ``stagewise`` (Epoch-SGD,
-Hazan & Kale 2014): stage k lasts ``stage_steps * stage_growth^k`` steps with
-step ``eta * decay^k``.
+``constant``: eta; ``1/t``: ``eta / (1 + t/t0)``; ``stagewise``: Epoch-SGD's
+stages (:class:`ecmpi.algorithms.schedules.StageSchedule`, the schedule of
+``epoch-sgd`` and ``qesgd``): stage k has step ``eta * decay^k`` and lasts
+``stage_steps`` steps for k = 0, then ``round(stage_growth * T_{k-1})``.
 
 Bits: ``bits_up``/``bits_down`` are the bytes this rank sent/received in the
 collective (``CommStats.last``), times 8.
@@ -38,6 +40,7 @@ from ..compress import compressor
 from ..rng import derive, random_u32
 from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
+from .schedules import StageSchedule
 
 __all__ = [
     "EFSGD",
@@ -49,12 +52,15 @@ __all__ = [
     "gradient_at",
     "minibatch",
     "minibatch_gradient",
+    "stages",
     "step_size",
 ]
 
 #: identifier folded into the minibatch stream (keeps it apart from compressor draws)
 MINIBATCH_STREAM = 0x4D42  # "MB"
 SCHEDULES = ("constant", "1/t", "stagewise")
+#: the option names of the stagewise schedule's length, decay and growth
+_STAGE_NAMES = ("stage_steps", "decay", "stage_growth")
 
 
 def default_lr(ctx: RunContext) -> float:
@@ -113,6 +119,24 @@ def averaged(
     )
 
 
+def stages(lr: float, params: dict[str, Any]) -> StageSchedule:
+    """The ``stagewise`` schedule from ``stage_steps``, ``decay`` and ``stage_growth``.
+
+    Each stage's length is rounded from the previous one's (``compound``).
+
+    Raises:
+        ValueError: a parameter outside the schedule's range.
+    """
+    return StageSchedule(
+        lr,
+        int(params["stage_steps"]),
+        float(params["decay"]),
+        float(params["stage_growth"]),
+        compound=True,
+        names=_STAGE_NAMES,
+    )
+
+
 def step_size(lr: float, t: int, schedule: str, params: dict[str, Any]) -> float:
     """The step at iteration ``t`` under ``schedule`` (see the module docstring)."""
     if schedule == "constant":
@@ -120,14 +144,7 @@ def step_size(lr: float, t: int, schedule: str, params: dict[str, Any]) -> float
     if schedule == "1/t":
         return lr / (1.0 + t / float(params["t0"]))
     if schedule == "stagewise":
-        length, growth, decay = int(params["stage_steps"]), float(params["stage_growth"]), 1.0
-        start, k = 0, 0
-        while t >= start + length:
-            start += length
-            length = max(1, round(length * growth))
-            k += 1
-        decay = float(params["decay"]) ** k
-        return lr * decay
+        return stages(lr, params).step_size(t)
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
@@ -157,6 +174,8 @@ class _AveragedGradient(Algorithm):
         if "schedule" in self.params:
             for k in ("t0", "stage_steps", "stage_growth", "decay"):
                 positive(self.params[k], k)
+            if self.params["schedule"] == "stagewise":
+                stages(self.lr, self.params)  # refuse a bad schedule before the first step
         self._x = self.initial_point()
         # the loop owns non-finite handling (--on-nonfinite), so the full-precision path
         # must pass NaN/Inf through like the loop's copy of the user's compressor does
