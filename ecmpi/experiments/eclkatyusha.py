@@ -165,7 +165,6 @@ _KAPPA_COMMON = flags(
     compressor="topk:k=5",
     x0="star+1",
     batch_size=0,
-    steps=20000,
     target=1e-6,
     log_every=10,
 )
@@ -173,16 +172,17 @@ _KAPPA_COMMON = flags(
 
 def kappa_runs(l2_rels: tuple[float, ...], kappas: tuple[float, ...] = ()) -> tuple[Run, ...]:
     """ec-lkatyusha and ec-lsvrg (p = 0.2) at each lambda = R * L of the logistic
-    regression, then ec-lkatyusha, ec-lsvrg and ec-gd on the quadratic at each kappa."""
+    regression (20,000 rounds at most), then ec-lkatyusha, ec-lsvrg and ec-gd on the
+    quadratic at each kappa (80,000: ec-gd needs about kappa log(1/eps) rounds)."""
     vr = ("ec-lkatyusha", "ec-lsvrg")
     out = []
     for rel in l2_rels:
         data = flags(problem="logreg", dataset="synthetic:n=400,d=50,seed=1", l2_rel=rel)
         for alg in vr:
-            argv = (alg, *data, *_KAPPA_COMMON, *flags(p="0.2"))
+            argv = (alg, *data, *_KAPPA_COMMON, *flags(steps=20000, p="0.2"))
             out.append(Run(f"{alg}_R{rel:g}", argv))
     for kappa in kappas:
-        data = flags(problem="quadratic", kappa=kappa, dim=50)
+        data = flags(problem="quadratic", kappa=kappa, dim=50, steps=80000)
         for alg in (*vr, "ec-gd"):
             p = flags(p="0.2") if alg in vr else ()
             out.append(Run(f"{alg}_kappa{kappa:g}", (alg, *data, *_KAPPA_COMMON, *p)))
