@@ -43,12 +43,14 @@ def write_log(
     lengths=None,
     L=1.0,
     mu=0.1,
+    extra_attrs=None,
 ):
     """A log written with plain h5py, following the ecmpi.trajectory/1 schema exactly.
 
     ``bits_up = bits_per_step * step``, ``bits_down = down_factor * bits_up``,
     ``wall_time = dt * step``, ``loss = sub + f_star``. ``lengths`` cuts
-    individual datasets (a partially written row).
+    individual datasets (a partially written row). ``extra_attrs``: optional
+    root attributes (e.g. ``self_quantizing``).
     """
     sub = np.asarray(sub, dtype=float)
     step = np.arange(len(sub)) if steps is None else np.asarray(steps)
@@ -84,6 +86,7 @@ def write_log(
             "mpi_library": "test",
             "status": status,
             "started_at": "2024-01-01T00:00:00+00:00",
+            **(extra_attrs or {}),
         }
         for k, v in attrs.items():
             f.attrs[k] = v
@@ -556,3 +559,34 @@ def test_self_quantizing_runs_are_not_references_and_baseline_selects(tmp_path):
     )
     t = pd.read_csv(tmp_path / "t.csv").set_index("algorithm")
     assert t.loc["dqgd", "compression_ratio"] == 32.0
+
+
+def test_self_quantizing_attribute_decides_and_old_logs_fall_back(tmp_path):
+    # the root attribute wins over the name rule; logs without it (above) use the name rule
+    write_log(tmp_path / "gd.h5", algorithm="gd", bits_per_step=3200)
+    write_log(
+        tmp_path / "mine.h5",
+        algorithm="mine",
+        bits_per_step=200,
+        extra_attrs={"self_quantizing": 1},
+    )
+    write_log(
+        tmp_path / "dq.h5", algorithm="dqgd", bits_per_step=400, extra_attrs={"self_quantizing": 0}
+    )
+    df = load(tmp_path).set_index("algorithm")
+    assert df["self_quantizing"].to_dict() == {"dqgd": False, "gd": False, "mine": True}
+    s = summary(tmp_path).set_index("algorithm")
+    assert s.loc["mine", "baseline"] == str(tmp_path / "dq.h5")  # same ranks, seed: first name
+    assert s.loc["dqgd", "baseline"] == str(tmp_path / "dq.h5")
+    # a frame without the column (made by hand) gets it from the algorithm name: only gd is
+    # a reference then
+    frame = load(tmp_path).drop(columns=["self_quantizing"]).replace({"algorithm": {"mine": "qgd"}})
+    s = summary(frame).set_index("algorithm")
+    assert s.loc["qgd", "baseline"] == s.loc["dqgd", "baseline"] == str(tmp_path / "gd.h5")
+    assert s.loc["qgd", "compression_ratio"] == 16.0
+
+
+def test_algorithm_flag_agrees_with_the_rule_for_old_logs():
+    from ecmpi.algorithms import ALGORITHMS, get
+
+    assert {n for n in ALGORITHMS if get(n).self_quantizing} == set(analyze.SELF_QUANTIZING)

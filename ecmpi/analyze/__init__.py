@@ -12,9 +12,9 @@ while a run is writing). ``docs/analyze.md`` defines every column.
 from __future__ import annotations
 
 from .command import add_arguments, main
-from .loading import ID_COLUMNS, find_logs, load
+from .loading import ID_COLUMNS, SELF_QUANTIZING, find_logs, load
 from .plots import OKABE_ITO, plot
-from .tables import FORMATS, METRICS, SELF_QUANTIZING, format_table, parse_baseline, summary
+from .tables import FORMATS, METRICS, format_table, parse_baseline, summary
 
 __all__ = [
     "FORMATS",

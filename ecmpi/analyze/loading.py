@@ -15,7 +15,15 @@ import pandas as pd
 
 from ..log import BASE_COLUMNS, open_log
 
-__all__ = ["ID_COLUMNS", "LOG_SUFFIXES", "as_frame", "find_logs", "load"]
+__all__ = [
+    "ID_COLUMNS",
+    "LOG_SUFFIXES",
+    "SELF_QUANTIZING",
+    "as_frame",
+    "find_logs",
+    "load",
+    "self_quantizing",
+]
 
 #: the columns that identify a run, first in every frame :func:`load` returns
 ID_COLUMNS = (
@@ -33,6 +41,9 @@ ID_COLUMNS = (
 _EXTRA_ATTRS = ("stop_reason", "message", "f_star", "L", "mu", "started_at", "finished_at")
 #: file name endings searched for in directories
 LOG_SUFFIXES = (".h5", ".hdf5")
+#: the algorithms that quantize by themselves while logging compressor "none", for logs
+#: written before the root attribute ``self_quantizing`` (see :func:`self_quantizing`)
+SELF_QUANTIZING = ("dqgd", "qgd")
 
 PathSpec = str | os.PathLike
 
@@ -106,6 +117,20 @@ def _number(v: Any) -> float:
         return math.nan
 
 
+def self_quantizing(attrs: Mapping[str, Any]) -> bool:
+    """Whether a run's algorithm quantizes by itself, so compressor "none" is no baseline.
+
+    New logs say so in the optional root attribute ``self_quantizing``
+    (:attr:`ecmpi.algorithms.Algorithm.self_quantizing`, stored as 0/1).
+    Older logs lack it; for them the rule of the time applies: the algorithm
+    is one of :data:`SELF_QUANTIZING` (DQ-GD and QGD). This is the only place
+    that decides it.
+    """
+    if "self_quantizing" in attrs:
+        return bool(int(attrs["self_quantizing"]))
+    return str(attrs.get("algorithm", "none")) in SELF_QUANTIZING
+
+
 def _run_row(path: Path) -> dict[str, Any]:
     log = open_log(path)
     a = log.attrs
@@ -125,6 +150,7 @@ def _run_row(path: Path) -> dict[str, Any]:
         "seed": int(_number(a.get("seed", -1))),
         "status": str(log.status),
         "rows": n,
+        "self_quantizing": self_quantizing(a),
     }
     for k in _EXTRA_ATTRS:
         if k in a:
@@ -146,7 +172,8 @@ def load(
     ``collective``, ``problem``, ``dataset``, ``n_ranks``, ``seed``,
     ``status``), ``rows`` (complete trajectory rows), the root attributes
     ``stop_reason``, ``message``, ``f_star``, ``L``, ``mu``, ``started_at``,
-    ``finished_at`` where present, every key of the run's config flattened
+    ``finished_at`` where present, ``self_quantizing`` (see
+    :func:`self_quantizing`), every key of the run's config flattened
     with dots (``hyperparameters.levels``, ``problem_info.L``; a root
     attribute wins over a config key of the same name), and ``trajectory``:
     a dict of the run's columns as NumPy arrays (complete rows only, so a
@@ -182,7 +209,11 @@ def load(
 
 
 def as_frame(data: Any) -> pd.DataFrame:
-    """``data`` if it is a frame from :func:`load`, else ``load(data)``."""
+    """``data`` if it is a frame from :func:`load`, else ``load(data)``.
+
+    A frame without the ``self_quantizing`` column gets it from its
+    ``algorithm`` column (:func:`self_quantizing` of a log without the attribute).
+    """
     if isinstance(data, pd.DataFrame):
         if "trajectory" not in data.columns or "file" not in data.columns:
             raise ValueError(
@@ -190,5 +221,8 @@ def as_frame(data: Any) -> pd.DataFrame:
             )
         if data.empty:
             raise ValueError("the DataFrame holds no runs")
+        if "self_quantizing" not in data.columns:
+            flags = [self_quantizing({"algorithm": a}) for a in data["algorithm"]]
+            data = data.assign(self_quantizing=flags)
         return data
     return load(data)

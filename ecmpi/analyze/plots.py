@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .common import check_eps, group_keys
 from .loading import ID_COLUMNS, as_frame
-from .tables import _check_eps, _keys
 
 __all__ = ["OKABE_ITO", "PLOT_FORMATS", "SPREADS", "X_AXES", "parse_x", "plot"]
 
@@ -127,7 +127,7 @@ def plot(
     from matplotlib.figure import Figure
 
     xs = parse_x(x)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {', '.join(SPREADS)}, got {spread!r}")
     if path is not None:
@@ -137,7 +137,7 @@ def plot(
         if not path.parent.is_dir():
             raise FileNotFoundError(f"directory {path.parent} does not exist")
     df = as_frame(data).reset_index(drop=True)
-    keys = _keys(group_by, df)
+    keys = group_keys(group_by, df)
 
     series: list[tuple[str, list[dict[str, np.ndarray]]]] = []
     if keys:

@@ -10,8 +10,9 @@ Definitions (all per worker, from the logged rows; no interpolation):
   ``time_to_eps`` the cumulative values there; ``reached`` is False (and
   those NaN, shown as "not reached") when no row gets there.
 - ``compression_ratio`` against the full-precision run of the same problem
-  (compressor ``none`` but not DQ-GD/QGD, which quantize by themselves, or
-  the runs ``baseline`` selects; same ``problem``, ``dataset`` and problem
+  (compressor ``none`` but not a run whose algorithm quantizes by itself,
+  such as DQ-GD/QGD: the loaded column ``self_quantizing``; or the runs
+  ``baseline`` selects; same ``problem``, ``dataset`` and problem
   constants ``L`` and ``mu`` (to a relative 1e-6: a different regularization
   is a different problem, while another rank count may round them
   differently); among several the
@@ -39,13 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .common import check_eps, group_keys
 from .loading import ID_COLUMNS, as_frame
 
-__all__ = ["FORMATS", "METRICS", "SELF_QUANTIZING", "format_table", "parse_baseline", "summary"]
+__all__ = ["FORMATS", "METRICS", "format_table", "parse_baseline", "summary"]
 
 FORMATS = ("text", "md", "csv", "json")
-#: algorithms that quantize by themselves (``--bits-per-dim``) while logging compressor "none"
-SELF_QUANTIZING = ("dqgd", "qgd")
 _FINAL = ("steps", "final_suboptimality", "final_loss", "bits_up", "bits_total", "time")
 _TO_EPS = ("rounds_to_eps", "bits_up_to_eps", "bits_to_eps", "time_to_eps")
 #: every numeric metric :func:`summary` reports, in table order
@@ -64,32 +64,6 @@ _HEADERS = {
     "compression_ratio": "compression ratio",
 }
 NOT_REACHED = "not reached"
-
-
-def _check_eps(eps: float | None) -> float | None:
-    if eps is None:
-        return None
-    if isinstance(eps, bool):
-        raise TypeError(f"eps must be a number, got {eps!r}")
-    try:
-        e = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"eps must be a number, got {eps!r}") from None
-    if not (e > 0 and math.isfinite(e)):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    return e
-
-
-def _keys(group_by: str | Sequence[str] | None, df: pd.DataFrame) -> list[str]:
-    if group_by is None:
-        return []
-    keys = [k.strip() for k in group_by.split(",")] if isinstance(group_by, str) else list(group_by)
-    keys = [k for k in keys if k]
-    bad = [k for k in keys if k not in df.columns or k == "trajectory"]
-    if bad:
-        avail = ", ".join(c for c in df.columns if c != "trajectory")
-        raise ValueError(f"cannot group by {', '.join(map(repr, bad))}; available keys: {avail}")
-    return keys
 
 
 def _run_metrics(traj: dict[str, np.ndarray], eps: float | None) -> dict[str, Any]:
@@ -125,10 +99,7 @@ def _run_metrics(traj: dict[str, np.ndarray], eps: float | None) -> dict[str, An
 
 def _is_reference(row: Any, baseline: Mapping[str, Any] | None) -> bool:
     if baseline is None:
-        return (
-            str(row["compressor"]).split(":")[0] == "none"
-            and row["algorithm"] not in SELF_QUANTIZING
-        )
+        return str(row["compressor"]).split(":")[0] == "none" and not row["self_quantizing"]
     return all(str(row[k]) == str(v) for k, v in baseline.items())
 
 
@@ -226,8 +197,8 @@ def summary(
             "compressor"]`` or ``"algorithm,compressor"``); None: one row per run.
         baseline: which runs are full-precision references, as ``{key: value}``
             or ``"key=value,..."`` over the loaded frame's columns (values
-            compared as text); default: compressor ``none``, except the
-            algorithms in :data:`SELF_QUANTIZING`.
+            compared as text); default: compressor ``none``, except runs whose
+            algorithm quantizes by itself (column ``self_quantizing``).
 
     Returns:
         One row per run (the identity columns, the metrics, ``reached`` with
@@ -238,9 +209,9 @@ def summary(
     Raises:
         ValueError: bad eps, unknown group key; see :func:`load` for files.
     """
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     df = as_frame(data).reset_index(drop=True)
-    keys = _keys(group_by, df)
+    keys = group_keys(group_by, df)
     baseline = parse_baseline(baseline)
     bad = [k for k in baseline or () if k not in df.columns or k == "trajectory"]
     if bad:
