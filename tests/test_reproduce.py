@@ -15,6 +15,7 @@ from ecmpi.cli import UsageError, resolve_run_options
 from ecmpi.cli import main as cli_main
 from ecmpi.experiments import EXPERIMENTS, Experiment, FigureSpec, Run, Setting, get_experiment
 from ecmpi.experiments.base import flags
+from ecmpi.options import resolve_options
 from ecmpi.reproduce import ReproduceError, add_arguments, find_mpiexec, main, reproduce
 
 
@@ -37,10 +38,12 @@ def test_every_run_is_a_valid_ecmpi_run(name, quick):
         if not _available(run.algorithm):
             continue  # not built yet; reproduce refuses it with a clear message (tested below)
         try:
-            alg_cls, opts, _ = resolve_run_options(list(run.argv))
+            alg_cls, opts, hp = resolve_run_options(list(run.argv))
         except UsageError as exc:  # a typo in an experiment must fail here, not in a long run
             pytest.fail(f"{name} run {run.name}: {exc}")
         assert alg_cls.name == run.algorithm and opts["out"] is None
+        # the keywords of ecmpi.run (what the examples pass) resolve to the same run
+        assert resolve_options(run.algorithm, run.options) == (alg_cls, opts, hp), run.name
 
 
 def test_flags_and_run_validation():
@@ -55,6 +58,9 @@ def test_flags_and_run_validation():
     assert r.with_max_steps(20).argv == ("sgd", "--steps", "20")
     assert r.with_max_steps(1000).argv == r.argv
     assert Run("b", ("gd",)).with_max_steps(5).argv == ("gd", "--steps", "5")
+    opts = Run("o", ("ec-lkatyusha", "--lr", "0.5", "--batch-size", "8", "--bias", "--p", "0.2"))
+    assert opts.options == {"lr": 0.5, "batch_size": 8, "bias": True, "p": "0.2"}  # p is text
+    assert flags(**opts.options) == opts.argv[1:]
     with pytest.raises(ValueError, match="start with the algorithm"):
         Run("c", ("--lr", "1"))
     with pytest.raises(ValueError, match="chooses --out"):
