@@ -179,7 +179,7 @@ class ErrorFeedback:
         return stability(gamma, self.alpha, self.beta)
 
     def is_stable(self, gamma: float) -> bool:
-        """ECQ-SGD's condition ``alpha^2 * gamma + (beta - alpha)^2 < 1``."""
+        """ECQ-SGD's stability condition: :meth:`stability` below 1."""
         return self.stability(gamma) < 1.0
 
     def init(self, like: Any) -> FeedbackState:
