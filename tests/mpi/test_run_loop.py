@@ -19,6 +19,7 @@ import pytest
 
 from ecmpi.algorithms.base import Algorithm, RunContext, StepCost
 from ecmpi.algorithms.loop import NonFiniteError, SignalLatch, run
+from ecmpi.comm.stats import CommStats
 from ecmpi.log import BASE_COLUMNS, TrajectoryWriter, load_checkpoint, open_log
 from ecmpi.problems.base import Problem
 
@@ -114,6 +115,25 @@ class PlainGD(Algorithm):
         self._x = np.array(state["x"], dtype=float)
 
 
+class CountedGD(PlainGD):
+    """PlainGD whose bits the loop counts from its CommStats: rank r sends 8 (r + 1)
+    bytes and receives 16 per step, in 0.5 s of communication."""
+
+    name = "counted-gd"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.stats = CommStats()
+
+    def step(self, t):
+        super().step(t)
+        call = CommStats(communicate_seconds=0.5)
+        call.sent(8 * (self.ctx.comm.rank + 1))
+        call.received(16)
+        self.stats.merge_call(call)
+        return StepCost(extra={"probe": float(t)})
+
+
 def _ctx(comm, **params):
     lr = params.pop("lr", None)
     return RunContext(
@@ -165,6 +185,18 @@ def test_linear_rate_and_schema(comm):
             tr["dist_to_opt"][-1]
         )
         assert log.attrs["stop_reason"] == "steps" and log.attrs["steps_done"] == 30
+
+
+def test_bits_and_comm_time_counted_from_the_algorithms_stats(comm):
+    res = run(CountedGD, _ctx(comm), steps=6, log_every=2)
+    if comm.rank == 0:
+        P = comm.size
+        assert [r["step"] for r in res.rows] == [0, 2, 4, 6]
+        for r in res.rows:
+            t = r["step"]
+            assert r["bits_up"] == 64 * t * (P + 1) / 2 and r["bits_down"] == 128 * t
+            assert r["comm_time"] == 0.5 * t and r["compress_time"] == 0.0
+        assert res.last["probe"] == 5.0
 
 
 def test_rerun_is_bitwise_identical(comm):
