@@ -1,12 +1,13 @@
 # Entry points that work on a fresh machine: each sets up the virtualenv it needs.
 #   make demo   - a real 4-rank run on the built-in defaults, printing a table and writing a plot
 #   make test   - lint, then the whole test suite (MPI tests under mpiexec with 1-4 ranks)
+#   make test-fast - the inner loop: no Slurm, no slow tests, MPI test files at 2 ranks only
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 NP     ?= 4
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test test-fast lint format clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ lint: venv
 
 test: lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+
+test-fast: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH ECMPI_TEST_RANKS=2 $(BIN)/pytest -m "not slurm and not slow"
 
 format: venv
 	$(BIN)/ruff format .

@@ -203,6 +203,7 @@ def _job(n, args, timeout=120, extra_env=None, **kw):
     )
 
 
+@pytest.mark.mpi
 def test_mpi_rerun_is_bitwise_identical(tmp_path):
     logs = []
     for i in range(2):
@@ -243,6 +244,7 @@ def test_mpi_rerun_is_bitwise_identical(tmp_path):
     np.testing.assert_array_equal(a.x_final, b.x_final)
 
 
+@pytest.mark.mpi
 def test_mpi_invalid_option_reported_once(tmp_path):
     proc = _job(2, ["-m", "ecmpi", "run", "gd", *DATA, "--steps", "x"])
     assert proc.returncode != 0
@@ -268,6 +270,7 @@ PER_RANK_STEPS = textwrap.dedent(
         ("5,x,5", "--steps: "),  # invalid on one rank only
     ],
 )
+@pytest.mark.mpi
 def test_mpi_ranks_disagreeing_on_options_all_stop_with_one_error(steps, needle, tmp_path):
     """Different or invalid settings on some ranks: every rank exits 2, one message, no hang."""
     proc = _job(3, ["-c", PER_RANK_STEPS, steps, *DATA], timeout=60)
@@ -297,6 +300,7 @@ FAIL_ON_RANK = textwrap.dedent(
 
 
 @pytest.mark.parametrize(("n", "rank"), [(2, 1), (3, 2), (2, 0)])
+@pytest.mark.mpi
 def test_mpi_exception_on_one_rank_ends_the_job_and_marks_the_log_failed(tmp_path, n, rank):
     """Step 3 raises on one rank: the cause is printed once, the job ends within seconds
     and rank 0's log says ``failed`` with the message, whichever rank failed."""
@@ -322,6 +326,7 @@ def test_mpi_exception_on_one_rank_ends_the_job_and_marks_the_log_failed(tmp_pat
     assert log.x_final is None
 
 
+@pytest.mark.mpi
 def test_mpi_normal_run_ends_promptly_with_the_error_channel(tmp_path):
     """The channel's shutdown (stop the thread, cancel its receive) adds < 0.2 s at exit."""
     out = tmp_path / "ok.h5"

@@ -117,6 +117,7 @@ def reference(tmp_path_factory):
     return log
 
 
+@pytest.mark.mpi
 def test_sigterm_to_mpiexec_checkpoints_exits_75_and_resumes(reference, tmp_path):
     out = tmp_path / "cut.h5"
     proc = _start([*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "25"])
@@ -139,6 +140,7 @@ def _env_no_watcher():
     return dict(_env(), ECMPI_LOG_WATCHER="0")
 
 
+@pytest.mark.mpi
 def test_kill_9_of_the_whole_job_keeps_every_flushed_row(reference, tmp_path):
     out = tmp_path / "killed.h5"
     proc = _start(
@@ -172,6 +174,7 @@ def _rank_pids(out):
 
 
 @pytest.mark.parametrize("victim", [0, 1])
+@pytest.mark.mpi
 def test_kill_9_of_one_rank_ends_the_job_and_the_log_says_failed(reference, tmp_path, victim):
     out = tmp_path / f"victim{victim}.h5"
     proc = _start([*RUN, *ARGS, "--out", str(out), "--checkpoint-every", "3"])
@@ -220,6 +223,7 @@ CRASH_IN_SECOND_CHECKPOINT = textwrap.dedent(
 )
 
 
+@pytest.mark.mpi
 def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(reference, tmp_path, capsys):
     out = tmp_path / "torn.h5"
     proc = _job(
@@ -265,6 +269,7 @@ def tiny_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.mpi
 def test_full_disk_is_one_clear_error(tiny_fs):
     out = tiny_fs / "full.h5"
     args = [a if a != "synthetic:n=200,d=8" else "synthetic:n=64,d=2000" for a in ARGS]
@@ -294,6 +299,7 @@ def test_read_only_output_directory(tmp_path, capsys):
     assert f"output directory {tmp_path / 'no'} does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.mpi
 def test_malformed_dataset_files_give_one_error(tmp_path):
     bad_svm = tmp_path / "bad.svm"
     bad_svm.write_text("1 1:0.5 2:0.25\n" * 40 + "-1 1:0.5 2:abc\n")  # last rank's shard
@@ -423,6 +429,7 @@ CHANNEL_PROTOCOL = textwrap.dedent(
 )
 
 
+@pytest.mark.mpi
 def test_error_channel_protocol_marks_acknowledges_and_closes(tmp_path):
     """Rank 1 reports; rank 0's thread marks the log, acknowledges and calls the abort hook
     (a recorder here); the channel then closes on every rank without a hang."""
@@ -432,6 +439,7 @@ def test_error_channel_protocol_marks_acknowledges_and_closes(tmp_path):
     assert proc.stdout.count(" ok, close ") == 3, proc.stdout
 
 
+@pytest.mark.mpi
 def test_without_thread_multiple_the_log_stays_running(tmp_path):
     """The documented limitation: below MPI_THREAD_MULTIPLE no watcher thread runs, the job
     still ends with the cause printed once, and the log keeps status ``running``."""

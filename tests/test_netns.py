@@ -155,6 +155,7 @@ def test_remove_stale_only_dead_owners():
 
 
 @needs_netns
+@pytest.mark.mpi
 def test_bench_link_bytes_against_commstats(tmp_path):
     """``ecmpi bench allreduce --emulate``: CommStats bytes are the exact payload sizes, and
     the tc counters carry them plus TCP/IP framing (at most 66 bytes per 1448), ACKs for

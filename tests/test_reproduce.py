@@ -119,6 +119,7 @@ def test_unavailable_algorithm_is_refused_before_running(tmp_path, monkeypatch):
 COMMON = ("--problem", "lsq", "--dataset", "synthetic:n=64,d=4", "--steps", "3")
 
 
+@pytest.mark.mpi
 def test_a_failing_run_reports_its_stderr(tmp_path):
     exp = _tiny([Run("bad", ("gd", *COMMON, "--lr", "-1"))])
     with pytest.raises(ReproduceError, match="run bad failed") as info:
@@ -142,6 +143,7 @@ def test_main_exit_status_and_messages(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.mpi
 def test_ecq_sgd_quick_end_to_end_small(tmp_path, capsys):
     """The README's command at a few steps: logs, figure and table with one row per method."""
     out = tmp_path / "demo"
