@@ -3,11 +3,12 @@
     mpiexec -n 1 python examples/dqgd_rates.py --out results/dqgd-rates --quick
 
 Runs the ``dqgd-rates`` experiment (:mod:`ecmpi.experiments.dqgd`: GD, DQ-GD with
-l2 and linf ranges and naive QGD at R = 2..10, T steps with sigma^T = 1e-10) with
-:func:`ecmpi.run`, then measures each run's rate ``(||x_T - x*|| / ||x_0 - x*||)^(1/T)``
-from its log and draws it against R with the theory curves ``max(sigma, rho 2^-R)``
-(DQ-GD), ``sigma + rho 2^-R`` (QGD) and the rate function ``max(sigma, 2^-R)``,
-rho = sqrt(d): ``--out/dqgd_rates.png``, one panel per problem.
+l2 and linf ranges and naive QGD at R = 2..10, T steps with sigma^T = 1e-10), one
+:func:`ecmpi.run` per run (:meth:`ecmpi.experiments.Setting.run_all`), then measures
+each run's rate ``(||x_T - x*|| / ||x_0 - x*||)^(1/T)`` from its log and draws it
+against R with the theory curves ``max(sigma, rho 2^-R)`` (DQ-GD), ``sigma + rho 2^-R``
+(QGD) and the rate function ``max(sigma, 2^-R)``, rho = sqrt(d):
+``--out/dqgd_rates.png``, one panel per problem.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from mpi4py import MPI
 
-import ecmpi
 from ecmpi import analyze
 from ecmpi.algorithms.dqgd import gd_contraction
 from ecmpi.experiments import get_experiment
@@ -32,10 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("results/dqgd-rates"))
     ap.add_argument("--quick", action="store_true", help="the quadratic in d = 50 only")
     a = ap.parse_args(argv)
-    a.out.mkdir(parents=True, exist_ok=True)
-    for run in get_experiment("dqgd-rates").setting(a.quick).runs:
-        log = a.out / f"{run.name}.h5"
-        ecmpi.run(run.algorithm, out=log, overwrite=True, quiet=True, **run.options)
+    get_experiment("dqgd-rates").setting(a.quick).run_all(a.out)  # one ecmpi.run per run
     if MPI.COMM_WORLD.rank != 0:
         return
     df = analyze.load(a.out)

@@ -4,11 +4,12 @@
 
 Runs the ``ec-lkatyusha-kappa`` experiment (:mod:`ecmpi.experiments.eclkatyusha`:
 ec-lkatyusha and ec-lsvrg under TopK on logistic regression with lambda = R L for
-several R, and with ``--full`` ec-gd too on the quadratic at kappa = 10..1000)
-with :func:`ecmpi.run`, then takes the rounds to eps from
-:func:`ecmpi.analyze.summary` and fits ``log(rounds) = a + slope log(kappa)``
-per method and problem. Loopless Katyusha's theory gives slope 1/2 for
-ec-lkatyusha, gradient-type methods slope 1. Writes ``--out/acceleration.png``.
+several R, and with ``--full`` ec-gd too on the quadratic at kappa = 10..1000), one
+:func:`ecmpi.run` per run (:meth:`ecmpi.experiments.Setting.run_all`), then takes the
+rounds to eps from :func:`ecmpi.analyze.summary` and fits
+``log(rounds) = a + slope log(kappa)`` per method and problem. Loopless Katyusha's
+theory gives slope 1/2 for ec-lkatyusha, gradient-type methods slope 1. Writes
+``--out/acceleration.png``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from mpi4py import MPI
 
-import ecmpi
 from ecmpi import analyze
 from ecmpi.experiments import get_experiment
 
@@ -32,11 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="cap every run's steps")
     a = ap.parse_args(argv)
     setting = get_experiment("ec-lkatyusha-kappa").setting(quick=not a.full)
-    a.out.mkdir(parents=True, exist_ok=True)
-    for run in setting.runs:
-        run = run.with_max_steps(a.max_steps)
-        log = a.out / f"{run.name}.h5"
-        ecmpi.run(run.algorithm, out=log, overwrite=True, quiet=True, **run.options)
+    setting.run_all(a.out, max_steps=a.max_steps)  # one ecmpi.run per run, on every rank
     if MPI.COMM_WORLD.rank != 0:
         return
     df = analyze.load(a.out)

@@ -6,10 +6,10 @@ With the global snapshot gradient every refresh costs one full-precision
 d-vector, so the expected bits per round are ``bits(C) + p bits(d floats)``
 while the rounds grow as p shrinks (about ``1/p + sqrt(kappa/p)``); the paper
 advises p in proportion to the compression ratio. Runs the ``ec-lkatyusha-p``
-experiment (:mod:`ecmpi.experiments.eclkatyusha`) with :func:`ecmpi.run`, takes
-rounds and uplink bits to eps from :func:`ecmpi.analyze.summary` and draws both
-against the resolved p (the log's ``resolved.p``; a star: ``p = ratio``) into
-``--out/p_sweep.png``.
+experiment (:mod:`ecmpi.experiments.eclkatyusha`), one :func:`ecmpi.run` per run
+(:meth:`ecmpi.experiments.Setting.run_all`), takes rounds and uplink bits to eps from
+:func:`ecmpi.analyze.summary` and draws both against the resolved p (the log's
+``resolved.p``; a star: ``p = ratio``) into ``--out/p_sweep.png``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from mpi4py import MPI
 
-import ecmpi
 from ecmpi import analyze
 from ecmpi.experiments import get_experiment
 
@@ -32,11 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="cap every run's steps")
     a = ap.parse_args(argv)
     setting = get_experiment("ec-lkatyusha-p").setting(a.quick)
-    a.out.mkdir(parents=True, exist_ok=True)
-    for run in setting.runs:
-        run = run.with_max_steps(a.max_steps)
-        log = a.out / f"{run.name}.h5"
-        ecmpi.run(run.algorithm, out=log, overwrite=True, quiet=True, **run.options)
+    setting.run_all(a.out, max_steps=a.max_steps)  # one ecmpi.run per run, on every rank
     if MPI.COMM_WORLD.rank != 0:
         return
     df = analyze.load(a.out)

@@ -128,6 +128,18 @@ def test_a_failing_run_reports_its_stderr(tmp_path):
     assert info.value.code == 1 and not (tmp_path / "table.md").exists()
 
 
+def test_run_all_runs_each_run_in_this_job(tmp_path):
+    """Setting.run_all: one ecmpi.run per run on this process's ranks, logs named by run."""
+    from ecmpi import analyze
+
+    runs = (Run("a", ("gd", *COMMON)), Run("b", ("sgd", *COMMON, "--batch-size", "4")))
+    paths = Setting(runs=runs, figures=()).run_all(tmp_path / "logs", max_steps=2)
+    assert paths == [tmp_path / "logs" / "a.h5", tmp_path / "logs" / "b.h5"]
+    df = analyze.load(paths)
+    assert list(df["algorithm"]) == ["gd", "sgd"] and list(df["steps"]) == [2, 2]
+    assert list(df["batch_size"]) == [1, 4] and set(df["status"]) == {"completed"}
+
+
 def _args(**kw):
     p = argparse.ArgumentParser()
     add_arguments(p)

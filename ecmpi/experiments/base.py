@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Experiment", "FigureSpec", "Run", "Setting", "flags"]
+__all__ = ["BREAST_CANCER", "Experiment", "FigureSpec", "Run", "Setting", "flags"]
 
 
 def flags(**opts: Any) -> tuple[str, ...]:
@@ -25,6 +26,13 @@ def flags(**opts: Any) -> tuple[str, ...]:
         if v is not True:
             out.append(repr(v) if isinstance(v, float) else str(v))
     return tuple(out)
+
+
+#: l2-regularized logistic regression on scikit-learn's breast_cancer: 569 x 30
+#: standardized features plus a bias column, lambda = 1e-3 * L
+BREAST_CANCER = flags(
+    problem="logreg", dataset="sklearn:breast_cancer", scale="standard", bias=True, l2_rel=1e-3
+)
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,30 @@ class Setting:
                 raise ValueError(f"figure {fig.name!r} names unknown runs: {', '.join(missing)}")
         if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps must be positive, got {self.eps!r}")
+
+    def run_all(
+        self, out: str | Path, *, comm: Any = None, max_steps: int | None = None
+    ) -> list[Path]:
+        """Every run in this MPI job, one :func:`ecmpi.run` each; collective over ``comm``.
+
+        The in-process counterpart of ``ecmpi reproduce`` (which starts one
+        ``mpiexec`` per run): each run uses the ranks of ``comm`` (default
+        ``COMM_WORLD``), a run's fixed ``ranks`` does not apply. Logs go to
+        ``out/<run name>.h5`` (replaced); ``max_steps`` caps each run's steps.
+
+        Returns:
+            The log paths, in run order.
+        """
+        from ..session import run
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for r in self.runs:
+            r = r.with_max_steps(max_steps)
+            paths.append(out / f"{r.name}.h5")
+            run(r.algorithm, comm=comm, out=paths[-1], overwrite=True, quiet=True, **r.options)
+        return paths
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ Quick: 400 steps, one seed. Full: three seeds.
 
 from __future__ import annotations
 
-from .base import Experiment, FigureSpec, Run, Setting, flags
+from .base import BREAST_CANCER, Experiment, FigureSpec, Run, Setting, flags
 
 __all__ = ["EXPERIMENT", "REAL", "real_runs", "runs"]
 
@@ -93,12 +93,7 @@ def real_runs(seeds: range, steps: int = 400) -> tuple[Run, ...]:
     """SGD, QSGD and ECQ-SGD on breast_cancer logistic regression for each seed."""
     out = []
     for seed in seeds:
-        common = flags(
-            problem="logreg",
-            dataset="sklearn:breast_cancer",
-            scale="standard",
-            bias=True,
-            l2_rel=1e-3,
+        common = BREAST_CANCER + flags(
             lr=0.5,
             batch_size=8,
             steps=steps,

@@ -14,7 +14,7 @@ Quick: 175 steps (stages of 25, 50, 100), one seed. Full: 375 steps, three seeds
 
 from __future__ import annotations
 
-from .base import Experiment, FigureSpec, Run, Setting, flags
+from .base import BREAST_CANCER, Experiment, FigureSpec, Run, Setting, flags
 
 __all__ = ["EXPERIMENT", "runs"]
 
@@ -33,12 +33,7 @@ def runs(seeds: range, steps: int) -> tuple[Run, ...]:
     """Epoch-SGD, QESGD and stagewise QSGD for each seed."""
     out = []
     for seed in seeds:
-        common = flags(
-            problem="logreg",
-            dataset="sklearn:breast_cancer",
-            scale="standard",
-            bias=True,
-            l2_rel=1e-3,
+        common = BREAST_CANCER + flags(
             lr=1.0,
             batch_size=8,
             steps=steps,
