@@ -5,7 +5,8 @@ Each module holds one paper's experiments (:class:`~ecmpi.experiments.base.Exper
 paper beside it; each is the runs of ``ecmpi run`` of its quick and full
 settings, the figures and the table made from their logs. ``ecmpi reproduce
 NAME`` runs them through ``mpiexec``; the scripts in ``examples/`` run them
-in one MPI job through :func:`ecmpi.run` (:attr:`Run.options`).
+in one MPI job, one :func:`ecmpi.run` per run (:attr:`Run.options`,
+:meth:`Setting.run_all`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ quantizer converges more slowly and stalls further from the optimum.
 
 The table reports the cost to reach f - f* <= 1e-3.
 Quick: d = 256, one seed. Full: d = 256, 512, 1024, three seeds each.
+``examples/ecqsgd_bits.py`` reads its logs: bits to equal loss, entropy coded too.
 
 ``ecq-sgd-real`` (:data:`REAL`) is the same comparison on real data:
 l2-regularized logistic regression on scikit-learn's breast_cancer (569 x 30,
