@@ -438,6 +438,7 @@ def test_corrupted_topk_indices_rejected():
     raw = bytearray(p.to_bytes())
     start = p.header.section_offsets()["indices"][0]
     raw[start : start + 4] = (1000).to_bytes(4, "little")
+    raw = Payload(p.header, np.frombuffer(raw, dtype=np.uint8)).seal().to_bytes()  # a valid CRC
     with pytest.raises(ValueError, match="indices"):
         c.decode(Payload.from_bytes(bytes(raw)))
 

@@ -81,6 +81,7 @@ def test_payload_from_allocate(h, salt):
     p = Payload.allocate(h)
     body = np.random.default_rng(salt).integers(0, 256, p.nbytes - HEADER_SIZE, dtype=np.uint8)
     p.buf[HEADER_SIZE:] = body
+    p.seal()
     q = Payload.from_bytes(p.to_bytes())
     assert q.header == h and q.to_bytes() == p.to_bytes()
     with pytest.raises(ValueError, match=r"truncated|too short"):
@@ -156,3 +157,84 @@ def test_from_bytes_type_errors():
         Payload.from_bytes(np.zeros(60, dtype=np.float32))
     with pytest.raises(TypeError):
         Payload.from_bytes("not bytes")
+
+
+def _resealed(raw: bytearray) -> bytes:
+    """``raw`` with a valid checksum again: a crafted message, not a damaged one."""
+    h = Header.unpack(bytes(raw[:HEADER_SIZE]))
+    return Payload(h, np.frombuffer(bytes(raw), dtype=np.uint8).copy()).seal().to_bytes()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_bit_flip_is_caught(spec):
+    """Version 2 checksums the body too: no single flipped bit decodes silently."""
+    raw = _encode(spec, 41).to_bytes()
+    for pos in range(len(raw)):
+        for bit in range(8):
+            buf = bytearray(raw)
+            buf[pos] ^= 1 << bit
+            with pytest.raises(ValueError):
+                Payload.from_bytes(bytes(buf))
+
+
+@pytest.mark.parametrize("spec", ["topk:k=5", "randk:k=5"])
+def test_header_lying_about_n_refused_before_allocation(spec):
+    raw = bytearray(_encode(spec, 41).to_bytes())
+    raw[8:16] = (2**32 - 1).to_bytes(8, "little")
+    lie = _resealed(raw)
+    with pytest.raises(ValueError, match="expects 41"):
+        Payload.from_bytes(lie, n=41)
+    assert Payload.from_bytes(_encode(spec, 41).to_bytes(), n=41).n == 41
+
+
+def test_fuzz_header_lies_with_valid_checksum():
+    """Crafted headers (each field set to an extreme, checksum recomputed) raise ValueError."""
+    rng = np.random.default_rng(22)
+    for spec in SPECS:
+        good = _encode(spec, 41).to_bytes()
+        for _ in range(60):
+            raw = bytearray(good)
+            # (the dtype byte is left alone: float32 -> float64 is another valid message)
+            off = int(rng.choice([3, 5, 6, 8, 16, 24, 28, 32, 36, 40]))
+            width = 8 if off in (8, 16) else (4 if off >= 24 else 1)
+            value = int(rng.choice([0, 1, 2**31, 2 ** (8 * width) - 1, int(rng.integers(0, 256))]))
+            raw[off : off + width] = (value % 2 ** (8 * width)).to_bytes(width, "little")
+            if bytes(raw) == good:
+                continue
+            try:
+                crafted = _resealed(raw)
+            except ValueError:
+                continue  # the header itself is out of range
+            with pytest.raises(ValueError):
+                p = Payload.from_bytes(crafted, n=41)
+                ecmpi.compressor(spec).decode(p)
+
+
+@pytest.mark.parametrize("spec", ["qsgd", "sign", "terngrad"])
+def test_non_finite_scale_refused(spec):
+    p = _encode(spec, 41)
+    raw = bytearray(p.to_bytes())
+    start = p.header.section_offsets()["scales"][0]
+    raw[start : start + 4] = np.array([np.nan], dtype=np.float32).tobytes()
+    q = Payload.from_bytes(_resealed(raw))
+    with pytest.raises(ValueError, match="non-finite scale"):
+        ecmpi.compressor(spec).decode(q)
+
+
+def test_version_1_refused():
+    raw = bytearray(_encode("qsgd", 10).to_bytes())
+    raw[2] = 1
+    with pytest.raises(ValueError, match="version 1, this ecmpi reads 2"):
+        Payload.from_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "spec,big",
+    [("qsgd:levels=4", 1e39), ("terngrad", 1e39), ("bf16", 1e39), ("fp16", 1e5)],
+)
+def test_values_beyond_the_codec_raise(spec, big):
+    """Finite input the codec cannot represent raises instead of decoding to NaN or inf."""
+    x = np.ones(100)
+    x[5] = big
+    with pytest.raises(ValueError, match=r"range|too large"):
+        ecmpi.compressor(spec).encode(x)

@@ -140,7 +140,18 @@ class Compressor(ABC):
             rank: the worker's id; mixed into draws that must be independent per worker.
         """
         x = self._check_input(x)
-        return self._encode(x, seed, int(rank))
+        p = self._encode(x, seed, int(rank))
+        if self.check_finite and p.header.nscales:
+            self._require_finite_scales(p)
+        return p.seal()
+
+    def _require_finite_scales(self, p: Payload) -> None:
+        """ValueError when a finite input made a scale overflow its float32 field."""
+        if not bool(array_module(p.buf).isfinite(p.scales).all()):
+            raise ValueError(
+                f"{self.name}: input too large for the codec's float32 scales "
+                "(a bucket norm exceeds 3.4e38); scale the vector down"
+            )
 
     def decode(self, payload: Payload, *, out: Any = None) -> Any:
         """Decompress into a new array (or into ``out``), on the payload's backend."""
@@ -241,6 +252,8 @@ class Compressor(ABC):
             raise ValueError(f"payload does not match compressor '{self.spec}': " + ", ".join(diff))
         if payload.nbytes != want.total_nbytes:
             raise ValueError(f"payload holds {payload.nbytes} bytes, expected {want.total_nbytes}")
+        if h.nscales and not bool(array_module(payload.buf).isfinite(payload.scales).all()):
+            raise ValueError(f"{self.name} payload holds a non-finite scale (corrupted)")
 
     def _new_header(self, n: int, dtype: Any, **kw: Any) -> Header:
         if n <= 0:

@@ -95,7 +95,10 @@ class BF16(Compressor):
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         p = Payload.allocate(self.header(x.shape[0], x.dtype), array_module(x))
+        xp = array_module(x)
         p.values[:] = bf16_bits(x)
+        if self.check_finite and bool((p.values & xp.uint16(0x7FFF) == 0x7F80).any()):
+            raise ValueError("bf16: input exceeds the bfloat16 range (|x| > 3.39e38)")
         return p
 
     def _decode(self, payload: Payload, out: Any) -> None:

@@ -4,7 +4,7 @@ Layout (all integers little-endian)::
 
     offset size  field
     0      2     magic b"EC"
-    2      1     format version (1)
+    2      1     format version (2)
     3      1     codec id (see CODECS)
     4      1     dtype of the decoded vector (0 float32, 1 float64)
     5      1     code width in bits (0 when there are no codes, else 1..16)
@@ -17,15 +17,23 @@ Layout (all integers little-endian)::
     32     4     nscales, float32 scales
     36     4     nidx, uint32 indices
     40     4     nvals, entries in the values section
-    44     4     CRC-32 of bytes 0..43
+    44     4     CRC-32 (zlib) of bytes 0..43 followed by every byte from 48 on
     48     ...   values  (nvals * itemsize, zero-padded to a multiple of 4 bytes)
            ...   scales  (nscales * 4, float32)
            ...   indices (nidx * 4, uint32)
            ...   codes   (ceil(ncodes * bits / 8) bytes, see packing.py)
 
 The total length is a function of the header alone, so :meth:`Payload.from_bytes`
-checks the length, magic, version, checksum and every field's range before any
-section is touched. :attr:`Payload.nbytes` is the exact size on the wire.
+checks the length, magic, version and every field's range before any section is
+touched, then the checksum over the whole message (header and body, so a flipped
+bit anywhere is caught); decoders refuse non-finite scales. A receiver that knows
+the decoded length passes it (``n=``): a header claiming another length is
+refused before anything is allocated. :attr:`Payload.nbytes` is the exact size
+on the wire.
+
+Version 1 (the same table, its checksum over bytes 0..43 only) is refused: a
+payload is a message between the ranks of one job, never stored, so both ends
+always run the same format.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import array_module
 from .packing import MAX_WIDTH, packed_nbytes
 
 __all__ = [
@@ -50,7 +59,7 @@ __all__ = [
 ]
 
 MAGIC = b"EC"
-VERSION = 1
+VERSION = 2
 HEADER_SIZE = 48
 _STRUCT = struct.Struct("<2sBBBBBBQQIIIII")  # without the trailing crc
 assert _STRUCT.size == HEADER_SIZE - 4
@@ -180,24 +189,21 @@ class Header:
             self.nidx,
             self.nvals,
         )
-        return body + struct.pack("<I", zlib.crc32(body))
+        return body + b"\0\0\0\0"  # the checksum is written by Payload.seal
 
     @classmethod
     def unpack(cls, raw: bytes) -> Header:
-        """Parse and validate 48 header bytes."""
+        """Parse and validate 48 header bytes (:meth:`Payload.from_bytes` checks the CRC)."""
         if len(raw) < HEADER_SIZE:
             raise ValueError(
                 f"payload too short: {len(raw)} bytes, the header alone is {HEADER_SIZE}"
             )
         body = raw[: HEADER_SIZE - 4]
-        (crc,) = struct.unpack("<I", raw[HEADER_SIZE - 4 : HEADER_SIZE])
         magic, version, *rest = _STRUCT.unpack(body)
         if magic != MAGIC:
             raise ValueError(f"not an ecmpi payload: magic {magic!r}, expected {MAGIC!r}")
         if version != VERSION:
             raise ValueError(f"payload format version {version}, this ecmpi reads {VERSION}")
-        if zlib.crc32(body) != crc:
-            raise ValueError("payload header checksum mismatch: the bytes are corrupted")
         names = [f.name for f in fields(cls)]
         header = cls(**dict(zip(names, rest, strict=True)))
         header.validate()
@@ -230,12 +236,30 @@ class Payload:
             buf[pad_start:ve] = 0
         return cls(header, buf)
 
+    def checksum(self) -> int:
+        """CRC-32 of the whole message but its checksum field (bytes 44..47)."""
+        buf = self.buf.get() if hasattr(self.buf, "get") else self.buf
+        view = memoryview(np.ascontiguousarray(buf))
+        return zlib.crc32(view[HEADER_SIZE:], zlib.crc32(view[: HEADER_SIZE - 4]))
+
+    def seal(self) -> Payload:
+        """Write the checksum once the body is filled (every encoder ends with it)."""
+        crc = np.frombuffer(struct.pack("<I", self.checksum()), dtype=np.uint8)
+        self.buf[HEADER_SIZE - 4 : HEADER_SIZE] = array_module(self.buf).asarray(crc)
+        return self
+
     @classmethod
-    def from_bytes(cls, data: Any) -> Payload:
+    def from_bytes(cls, data: Any, *, n: int | None = None) -> Payload:
         """Parse and validate a payload from ``bytes``/``bytearray``/``memoryview``/uint8 array.
 
+        Args:
+            data: the message.
+            n: the decoded length the receiver expects (None: any); a header
+                claiming another length is refused before any allocation.
+
         Raises:
-            ValueError: truncated, over-long or corrupted bytes, or any field out of range.
+            ValueError: truncated, over-long or corrupted bytes, a length other
+                than ``n``, or any field out of range.
         """
         if isinstance(data, (bytes, bytearray, memoryview)):
             buf = np.frombuffer(data, dtype=np.uint8)
@@ -249,14 +273,26 @@ class Payload:
         head = buf[:HEADER_SIZE]
         raw = bytes(head.get() if hasattr(head, "get") else head)
         header = Header.unpack(raw)
+        if n is not None and header.n != n:
+            raise ValueError(
+                f"payload of {header.n} entries ({header.codec_name}), this receiver expects {n}"
+            )
         total = header.total_nbytes
+        out = cls(header, buf)
+        (crc,) = struct.unpack("<I", raw[HEADER_SIZE - 4 : HEADER_SIZE])
         if buf.shape[0] != total:
             what = "truncated" if buf.shape[0] < total else "too long"
+            damaged = "" if out.checksum() == crc else " (checksum mismatch: a corrupted header?)"
             raise ValueError(
                 f"payload {what}: {buf.shape[0]} bytes, the header describes {total} "
-                f"({header.codec_name}, n={header.n})"
+                f"({header.codec_name}, n={header.n}){damaged}"
             )
-        return cls(header, buf)
+        if out.checksum() != crc:
+            raise ValueError(
+                f"payload checksum mismatch ({header.codec_name}, n={header.n}): "
+                "the bytes are corrupted"
+            )
+        return out
 
     # -- views ----------------------------------------------------------------
     def _section(self, name: str):

@@ -262,7 +262,7 @@ class UniformQuantizer(Compressor):
         The number of saturated coordinates is left in :attr:`last_saturated`.
         """
         x = self._check_input(x)
-        return self._encode_range(np.asarray(x), self._resolve_range(r, x.shape[0]))
+        return self._encode_range(np.asarray(x), self._resolve_range(r, x.shape[0])).seal()
 
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
         x = np.asarray(x)
