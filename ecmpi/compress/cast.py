@@ -40,12 +40,26 @@ class NoCompression(Compressor):
         out[:] = payload.values
 
 
+#: unit roundoffs: |fl(x) - x| <= u |x| for x in the normal range of the format
+FP16_ROUNDOFF = 2.0**-11
+#: bf16 of float64 input rounds to float32 first: ``2^-8 (1 + 2^-24) + 2^-24``
+BF16_ROUNDOFF = 2.0**-8 * (1.0 + 2.0**-24) + 2.0**-24
+
+
 @register
 class FP16(Compressor):
-    """``fp16``: IEEE half precision, round to nearest even (|x| > 65504 is an error)."""
+    """``fp16``: IEEE half precision, round to nearest even (|x| > 65504 is an error).
+
+    Contraction for entries in the normal range (``|x_i| >= 2^-14``):
+    ``|fl(x_i) - x_i| <= 2^-11 |x_i|``, so ``delta = 1 - 2^-22`` (smaller
+    entries round to subnormals or 0, with relative error up to 1).
+    """
 
     name = "fp16"
     unbiased = False
+
+    def delta(self, n: int) -> float:
+        return 1.0 - FP16_ROUNDOFF**2
 
     def header(self, n: int, dtype: Any) -> Header:
         return self._new_header(n, dtype, value_fmt=1, nvals=int(n))
@@ -85,10 +99,19 @@ def bf16_to_float32(bits: Any) -> Any:
 
 @register
 class BF16(Compressor):
-    """``bf16``: bfloat16 (8 exponent bits, 7 mantissa bits), round to nearest even."""
+    """``bf16``: bfloat16 (8 exponent bits, 7 mantissa bits), round to nearest even.
+
+    Contraction for entries in the normal range (``|x_i| >= 2^-126``):
+    ``|fl(x_i) - x_i| <= u |x_i|`` with ``u = 2^-8`` for float32 input and
+    :data:`BF16_ROUNDOFF` (float32 first, then bf16) for float64; ``delta =
+    1 - u^2`` with the latter.
+    """
 
     name = "bf16"
     unbiased = False
+
+    def delta(self, n: int) -> float:
+        return 1.0 - BF16_ROUNDOFF**2
 
     def header(self, n: int, dtype: Any) -> Header:
         return self._new_header(n, dtype, value_fmt=2, nvals=int(n))

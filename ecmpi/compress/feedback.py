@@ -36,9 +36,17 @@ op for op, ``kernels/quant.cuh``).
 
 Stability (as reported for ECQ-SGD): ``alpha^2 * gamma + (beta - alpha)^2 < 1``
 where ``gamma`` is the quantizer's relative variance (its ``omega``); see
-:func:`stability` and :meth:`ErrorFeedback.is_stable`. Tuning: ``alpha = beta = 1``
-is the safe default; a coarse quantizer (large ``gamma``) needs
-``alpha < 1/sqrt(gamma)``.
+:func:`stability` and :meth:`ErrorFeedback.is_stable`. For an unbiased
+compressor, ``alpha = beta = 1`` is stable only when ``omega < 1``; a coarse
+quantizer (large ``gamma``) needs ``alpha < 1/sqrt(gamma)``. :func:`auto_alpha`
+picks the ``alpha`` that minimises the stability quantity for a given ``beta``.
+
+Plain error feedback needs a contraction (``E||C(x) - x||^2 <= (1 - delta)
+||x||^2``); an unbiased compressor with variance factor ``omega`` becomes one
+when scaled by ``1/(omega + 1)`` (Stich, Cordonnier, Jaggi 2018; Qian,
+Richtárik, Zhang 2021: ``delta = 1/(omega + 1)``). :func:`contraction_scale`
+gives that factor (``--ef-scale auto``) for the drivers that use plain error
+feedback (``ef-sgd``, the error-compensated family, ``ec-lkatyusha``).
 
 A two-level scheme (worker residual, then a server residual on the chunk a
 rank owns) uses one :class:`ErrorFeedback` state per level; the server's state
@@ -63,9 +71,13 @@ from .base import compressor as make_compressor
 from .payload import Payload
 
 __all__ = [
+    "EF_SCALE_MODES",
     "ErrorFeedback",
     "FeedbackState",
+    "auto_alpha",
     "compensate",
+    "contraction_scale",
+    "ef_scale_option",
     "next_residual",
     "residual_from_error",
     "stability",
@@ -132,6 +144,67 @@ def residual_from_error(
 def stability(omega: float, alpha: float = 1.0, beta: float = 1.0) -> float:
     """ECQ-SGD's stability quantity ``alpha^2 * omega + (beta - alpha)^2`` (stable below 1)."""
     return alpha**2 * omega + (beta - alpha) ** 2
+
+
+def auto_alpha(omega: float, beta: float = 1.0) -> float:
+    """The ``alpha`` minimising :func:`stability` for ``beta``: ``beta / (1 + omega)``.
+
+    The stability quantity is a parabola in ``alpha``, smallest where its
+    derivative ``2 alpha omega - 2 (beta - alpha)`` vanishes; the minimum is
+    ``stability(omega, beta/(1+omega), beta) = beta^2 omega/(1 + omega)``, so the
+    margin below 1 is the largest any alpha leaves, at least ``1/(1 + omega)``
+    when ``|beta| <= 1``. A compressor without a finite
+    ``omega`` (a biased contraction such as topk or scaled sign) gets
+    ``alpha = beta``: plain error feedback, stable for any contraction.
+
+    Raises:
+        ValueError: ``omega`` negative or NaN.
+    """
+    omega = float(omega)
+    if not omega >= 0.0:
+        raise ValueError(f"omega must be non-negative, got {omega}")
+    if math.isinf(omega):
+        return float(beta)
+    return float(beta) / (1.0 + omega)
+
+
+#: ``--ef-scale`` keywords; a positive number is also accepted
+EF_SCALE_MODES = ("auto", "none")
+
+
+def ef_scale_option(value: Any) -> str | float:
+    """``--ef-scale``'s value: ``auto``, ``none`` or a positive number.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, str) and value.strip().lower() in EF_SCALE_MODES:
+        return value.strip().lower()
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if isinstance(value, bool) or not (f > 0 and math.isfinite(f)):
+        raise ValueError(f"must be auto, none or a positive number, got {value!r}")
+    return f
+
+
+def contraction_scale(compressor: Compressor, d: int, mode: str | float = "auto") -> float:
+    """The factor ``s`` of the value taken as sent, ``v = s * C(p)`` (``--ef-scale``).
+
+    ``auto``: ``1/(omega + 1)`` for an unbiased compressor with a finite
+    ``omega(d)`` (then ``s*C`` contracts with ``delta = 1/(omega + 1)``), 1
+    for a contraction or the identity; ``none``: 1; a number: itself.
+    """
+    mode = ef_scale_option(mode)
+    if mode == "none":
+        return 1.0
+    if mode != "auto":
+        return float(mode)
+    if compressor.is_identity or not compressor.unbiased:
+        return 1.0
+    om = float(compressor.omega(d))
+    return 1.0 / (om + 1.0) if math.isfinite(om) else 1.0
 
 
 class FeedbackState(NamedTuple):

@@ -199,10 +199,24 @@ class UniformQuantizer(Compressor):
         r: the default range for ``scale=False`` when a call passes none.
 
     Deterministic and biased; see the module docstring for the arithmetic.
+    With ``scale=True`` a contraction (:meth:`delta`); with a range per call
+    none (the error is relative to ``r``, not to ``||x||``).
     """
 
     name = "uniform"
     unbiased = False
+
+    def delta(self, n: int) -> float:
+        """``scale=True``: ``max(0, 1 - c * sum_i 4^-b_i)``, else 0.
+
+        Per coordinate ``|Q(x)_i - x_i| <= r 2^-b_i`` with ``r = ||x||_inf <=
+        ||x||_2``; ``c = ((1 + 2^-23)(1 + 2^-8))^2`` covers the float32 scale
+        rounded up and the float32 output rounding (``<= 2^-24 r <= 2^-8 r 2^-b_i``).
+        """
+        if not self.scale:
+            return 0.0
+        c = ((1.0 + 2.0**-23) * (1.0 + 2.0**-8)) ** 2
+        return max(0.0, 1.0 - c * l2_error_factor(self.widths(n)) ** 2)
 
     def __init__(
         self,
