@@ -201,7 +201,7 @@ def test_ecqsgd_residual_is_errorfeedback(alpha, beta):
     from ecmpi.algorithms.sgd import minibatch_gradient
     from ecmpi.comm.allgather import PHASE
 
-    params = dict(alpha=alpha, beta=beta, ef_scale="grad", coder="off")
+    params = dict(alpha=alpha, beta=beta, residual_units="grad", coder="off")
     alg = get("ecq-sgd")(_one_rank_ctx("qsgd:levels=2,bucket=8", params=params))
     ef = ErrorFeedback(alg.ctx.compressor, alpha=alpha, beta=beta)
     for t in range(8):

@@ -45,12 +45,16 @@ they converge to x* when every node's gradient vanishes there (e.g. the
 Defaults (all overridable): ``lr`` = 1/L for ``ec-gd`` (the template's step
 ``1/(L+lambda)``; L includes lambda) and ``1/L_b`` for the stochastic methods,
 with ``L_b`` the expected smoothness of a b-row minibatch (:func:`batch_smoothness`);
-``p = 1/m`` with m = N/(P b) the minibatches in a local pass (1 for full
-local gradients; ``p=ratio``: the
-compression ratio of C, wire bits over raw bits of a d-vector, times
-``p_scale``); C's contraction factor ``delta(d)`` is the compressor's; an
-unbiased compressor with variance factor omega (qsgd = random dithering,
-unbiased randk) is used as the contraction ``Q/(omega+1)`` (``ec_scale``).
+``p = auto``: under compression C's contraction factor ``delta(d)`` (K/d for
+TopK, the paper's "p in proportion to K/d"; ``1/m`` refreshes the snapshot
+too rarely for the compressed messages to make progress), ``1/m`` for the
+identity, with m = N/(P b) the minibatches in a local pass (1 for full local
+gradients); ``p=ratio``: the compression ratio of C, wire bits over raw bits
+of a d-vector, times ``p_scale``. C's contraction factor ``delta(d)`` is the
+compressor's; an unbiased compressor with variance factor omega (qsgd =
+random dithering, unbiased randk) is used as the contraction ``Q/(omega+1)``
+(``--ef-scale auto``, :func:`ecmpi.compress.feedback.contraction_scale`, shared
+with ``ef-sgd``).
 
 Bits: ``bits_up``/``bits_down`` are the bytes this rank sent/received in all
 collectives of the step (compressed vectors, DIANA shifts and, with
@@ -65,16 +69,27 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..compress import feedback as ef
+from ..compress.feedback import contraction_scale
 from ..rng import derive, uniform
 from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
-from .sgd import averaged, default_lr, gradient_at, minibatch
+from .sgd import (
+    EF_SCALE_HYPER,
+    averaged,
+    batch_smoothness,
+    default_lr,
+    finite_or_none,
+    gradient_at,
+    local_sample_count,
+    minibatch,
+)
 
 __all__ = [
     "COIN_STREAM",
     "ECGD",
     "ECLSVRG",
     "ECSGD",
+    "EF_SCALE_HYPERS",
     "CompensatedMean",
     "ECLSVRGDiana",
     "ECSGDDiana",
@@ -82,6 +97,7 @@ __all__ = [
     "batch_smoothness",
     "compression_ratio",
     "contraction_scale",
+    "ef_scale_factor",
     "resolve_p",
     "shared_coin",
 ]
@@ -104,47 +120,29 @@ def shared_coin(seed: int, t: int, p: float) -> bool:
     return bool(uniform(key, stream, 0, 1)[0] < p)
 
 
-def local_sample_count(problem: Any) -> float:
-    """m = N/P, the mean local sample count (identical on every rank)."""
-    return max(1.0, float(problem.n_global) / float(problem.comm.size))
-
-
-def batch_smoothness(problem: Any, batch_size: int) -> float:
-    """Expected smoothness of a b-row minibatch estimator of grad f_tau [standard].
-
-    Gower et al., *SGD: general analysis and improved rates* (ICML 2019), b-nice
-    sampling of m rows: ``L_b = m(b-1)/(b(m-1)) * L_node + (m-b)/(b(m-1)) * L_max``
-    with ``L_node = L_local_max`` (max over ranks of f_tau's smoothness) and
-    ``L_max`` the largest row smoothness. ``b <= 0`` (full local gradients): L.
-    """
-    b = int(batch_size)
-    if b <= 0:
-        return float(problem.L)
-    m = local_sample_count(problem)
-    if m <= 1 or b >= m:
-        return float(problem.L_local_max)
-    node, row = float(problem.L_local_max), float(problem.L_max)
-    return m * (b - 1) / (b * (m - 1)) * node + (m - b) / (b * (m - 1)) * row
-
-
 def compression_ratio(compressor: Any, d: int, dtype: Any) -> float:
     """Wire bytes of C for a d-vector over its raw bytes ``d * itemsize`` (headers included)."""
     return compressor.wire_nbytes(d, dtype) / (d * np.dtype(dtype).itemsize)
 
 
-def contraction_scale(compressor: Any, d: int) -> float:
-    """1 for a contraction; ``1/(omega+1)`` for an unbiased compressor (Q/(omega+1) contracts)."""
-    if compressor.is_identity or not compressor.unbiased:
-        return 1.0
-    om = float(compressor.omega(d))
-    return 1.0 / (om + 1.0) if math.isfinite(om) else 1.0
+def ef_scale_factor(params: dict[str, Any], compressor: Any, d: int) -> float:
+    """The factor ``s`` of ``v = s*C(p)`` from ``--ef-scale`` (or its former ``ec_scale``).
+
+    :func:`ecmpi.compress.feedback.contraction_scale` of ``params["ef_scale"]``;
+    a number given as ``ec_scale`` (the option's former name) takes precedence.
+    """
+    former = params.get("ec_scale")
+    if former is not None:
+        return positive(former, "ec_scale")
+    return contraction_scale(compressor, d, params["ef_scale"])
 
 
 def resolve_p(
     value: Any, scale: float, problem: Any, compressor: Any, batch_size: int = 1
 ) -> float:
-    """The snapshot probability: a number in (0, 1], ``"1/m"``, ``"ratio"`` or ``"delta"``.
+    """The snapshot probability: a number in (0, 1], ``auto``, ``1/m``, ``ratio`` or ``delta``.
 
+    ``auto`` (the default): ``delta`` when C compresses, ``1/m`` for the identity.
     ``1/m``: m = (N/P)/b, the minibatches of b rows in a local pass (m = 1, p = 1,
     for full local gradients, ``b <= 0``). ``ratio``: ``scale`` times the
     compression ratio (:func:`compression_ratio`: wire bits over raw bits, headers
@@ -155,6 +153,9 @@ def resolve_p(
     Raises:
         ValueError: anything else, or a probability outside (0, 1].
     """
+    if value == "auto":
+        identity = compressor is None or compressor.is_identity
+        return resolve_p("1/m" if identity else "delta", scale, problem, compressor, batch_size)
     if value is None or value == "1/m":
         b = int(batch_size)
         p = 1.0 if b <= 0 else min(1.0, b / local_sample_count(problem))
@@ -171,7 +172,7 @@ def resolve_p(
             p = float(value)
         except (TypeError, ValueError):
             raise ValueError(
-                f"p must be a probability, '1/m', 'ratio' or 'delta', got {value!r}"
+                f"p must be a probability, 'auto', '1/m', 'ratio' or 'delta', got {value!r}"
             ) from None
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p must lie in (0, 1], got {p!r} (from {value!r})")
@@ -254,6 +255,11 @@ def resolve_snapshot(mode: str, compressor: Any) -> str:
     return mode
 
 
+#: ``--ef-scale`` and its former name, shared with (EC-)LKatyusha
+EF_SCALE_HYPERS = (
+    EF_SCALE_HYPER,
+    Hyper("ec_scale", float, None, "former name of --ef-scale NUMBER (v = ec_scale*C(p))"),
+)
 _COMMON = (
     Hyper(
         "l2_mode",
@@ -262,16 +268,19 @@ _COMMON = (
         "l2 inside f (smooth) or through the prox step (prox)",
         choices=L2_MODES,
     ),
-    Hyper("ec_scale", float, None, "v = ec_scale*C(p); default 1/(omega+1) for unbiased C"),
+    *EF_SCALE_HYPERS,
 )
 #: the loopless snapshot's options, shared with (EC-)LKatyusha
 SNAPSHOT_HYPERS = (
     Hyper(
         "p",
         str,
-        "1/m",
-        "snapshot probability: a number, 1/m (m = N/(P*batch)), ratio (wire/raw bits) or "
-        "delta (C's contraction factor, K/d for topk)",
+        "auto",
+        "snapshot probability: auto = delta under compression, else 1/m (with p = 1/m the "
+        "compressed messages make no progress: each snapshot refresh must be matched by "
+        "about 1/delta compressed rounds, so p follows C's contraction); a number, 1/m "
+        "(m = N/(P*batch)), ratio (wire/raw bits) or delta (C's contraction factor, K/d for "
+        "topk)",
     ),
     Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio (or delta) for p=ratio/delta"),
     Hyper(
@@ -316,14 +325,10 @@ class _ECBase(Algorithm):
         self.C = make_compressor(ctx.compressor)
         self._x = self.initial_point()
         self.batch = int(ctx.batch_size) if self.estimator != "gd" else 0
-        if ctx.lr is not None or self.estimator == "gd":
-            self.lr = default_lr(ctx)
-        else:
-            self.lr = 1.0 / batch_smoothness(prob, self.batch)
+        self.lr = default_lr(ctx, self.batch)
         self.l2_mode = self.params["l2_mode"]
         self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
-        s = self.params["ec_scale"]
-        self.scale = contraction_scale(self.C, prob.d) if s is None else positive(s, "ec_scale")
+        self.scale = ef_scale_factor(self.params, self.C, prob.d)
         self.stats = CommStats()
         self.ec = CompensatedMean(ctx, self.C, self._x, self.stats, scale=self.scale)
         self.snapshot: Snapshot | None = None
@@ -424,6 +429,7 @@ class _ECBase(Algorithm):
             **self.params,
             "lr": self.lr,
             "ec_scale": self.scale,
+            "omega": finite_or_none(self.C.omega(d)),
             "delta": self.C.delta(d),
             "batch_size": self.batch,
         }

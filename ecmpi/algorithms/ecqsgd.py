@@ -16,16 +16,24 @@ Steps 3 and 4 are the error-feedback recursion of
 :mod:`ecmpi.compress.feedback`, computed with its functions.
 
 With ``alpha = beta = 1`` this is plain error feedback; ``alpha = 0, beta = 0``
-is QSGD. :meth:`ECQSGD.describe` logs the left-hand side of the stability
-condition (:func:`ecmpi.compress.feedback.stability`, with the compressor's
-``omega``). Tuning: keep ``beta`` at or slightly below ``alpha``; with a
-coarse quantizer (large omega) lower ``alpha`` so that ``alpha^2*omega < 1``.
+is QSGD. Stability: ``alpha^2*omega + (beta - alpha)^2 < 1``
+(:func:`ecmpi.compress.feedback.stability`, with the compressor's
+``omega(d)``); plain error feedback is unstable once ``omega >= 1`` (e.g. one
+l2 bucket of 256 entries at 4 levels: omega = 4). ``--alpha auto`` (the
+default) takes the alpha that minimises the stability quantity for the given
+``beta`` (:func:`ecmpi.compress.feedback.auto_alpha`: ``beta/(1 + omega)``,
+``alpha = beta`` for a biased contraction); a user-set alpha that violates the
+condition gets a warning on rank 0 naming the bound. :meth:`ECQSGD.describe`
+logs the chosen alpha, omega and the stability quantity. Tuning: keep
+``beta`` at most 1 (then ``alpha = auto`` is always stable).
 
-Units of ``h`` (``--ef-scale``): ``grad`` (default, the paper's form above)
-accumulates gradient errors; ``step`` quantizes ``lr*g + alpha*h`` and
+Units of ``h`` (``--residual-units``): ``grad`` (default, the paper's form
+above) accumulates gradient errors; ``step`` quantizes ``lr*g + alpha*h`` and
 applies ``w <- w - (1/P) sum q``, the convention of ``ef-sgd``
-(``p = lr*g + e``), with which ``alpha = beta = 1`` reproduces ``ef-sgd``
-bit for bit. With a constant step both are the same method.
+(``p = lr*g + e``), with which ``alpha = beta = 1`` and ``ef-sgd --ef-scale
+none`` agree bit for bit. With a constant step both are the same method.
+(``--ef-scale grad|step`` is this option's former name, still accepted; it
+is unrelated to ``ef-sgd``'s ``--ef-scale auto|none``.)
 
 Exchange: ``(1/P) sum_p q_p`` goes through :func:`ecmpi.allreduce` with any
 ``--collective``, which reports the worker-level quantization error
@@ -51,6 +59,7 @@ independent draw of the same quantizer on the same vector.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,12 +68,56 @@ from ..comm import CollectiveFeedback, CommStats
 from ..comm import allgather as _allgather
 from ..comm import ps as _ps
 from ..compress.entropy import CODERS, coded_bits
-from ..compress.feedback import compensate, residual_from_error, stability
+from ..compress.feedback import (
+    auto_alpha,
+    compensate,
+    residual_from_error,
+    stability,
+)
 from ._validate import finite
 from .base import Algorithm, Hyper, RunContext, StepCost
-from .sgd import averaged, default_lr, minibatch_gradient
+from .sgd import averaged, default_lr, finite_or_none, minibatch_gradient
 
-__all__ = ["ECQSGD"]
+__all__ = ["ECQSGD", "alpha_option", "resolve_alpha"]
+
+RESIDUAL_UNITS = ("grad", "step")
+
+
+def alpha_option(value: Any) -> str | float:
+    """``--alpha``'s value: ``auto`` or a finite number."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return finite(value, "alpha")
+
+
+def resolve_alpha(value: str | float, omega: float, beta: float) -> tuple[float, str | None]:
+    """``(alpha, warning)``: ``auto`` -> :func:`ecmpi.compress.feedback.auto_alpha`.
+
+    The warning (None when there is nothing to say) names the bound
+    ``alpha^2*omega + (beta - alpha)^2 < 1`` when a user-set alpha violates it,
+    or when no alpha satisfies it (``beta^2 >= (1 + omega)/omega``).
+    """
+    bound = "alpha^2*omega + (beta - alpha)^2 < 1"
+    if value == "auto":
+        alpha = auto_alpha(omega, beta)
+        stab = stability(omega, alpha, beta)
+        if math.isfinite(stab) and stab >= 1.0:
+            return alpha, (
+                f"ecq-sgd: no alpha satisfies the stability condition {bound} for "
+                f"beta={beta} and omega={omega:.4g}: the best, alpha={alpha:.4g}, gives "
+                f"{stab:.4g}; lower beta (beta^2 < (1 + omega)/omega)"
+            )
+        return alpha, None
+    alpha = float(value)
+    stab = stability(omega, alpha, beta)
+    if math.isfinite(omega) and stab >= 1.0:
+        return alpha, (
+            f"ecq-sgd: alpha={alpha:g}, beta={beta:g} violate the stability condition {bound}: "
+            f"{stab:.4g} >= 1 with omega={omega:.4g}; error feedback may diverge "
+            f"(--alpha auto picks {auto_alpha(omega, beta):.4g})"
+        )
+    return alpha, None
+
 
 #: the seed phase each collective uses for a worker's whole-vector encode
 _PHASE = {"allgather": _allgather.PHASE, "ps": _ps.PHASE}
@@ -77,15 +130,23 @@ class ECQSGD(Algorithm):
     stochastic: ClassVar[bool] = True
     compressed: ClassVar[bool] = True
     hyperparameters: ClassVar[tuple[Hyper, ...]] = (
-        Hyper("alpha", float, 1.0, "compensation weight: q = Q(g + alpha*h)"),
+        Hyper(
+            "alpha",
+            alpha_option,
+            "auto",
+            "compensation weight: q = Q(g + alpha*h); auto = beta/(1 + omega), the minimiser of "
+            "the stability quantity alpha^2*omega + (beta - alpha)^2 (alpha = beta for a biased "
+            "contraction)",
+        ),
         Hyper("beta", float, 1.0, "error decay: h <- beta*h + (g - q)"),
         Hyper(
-            "ef_scale",
+            "residual_units",
             str,
             "grad",
             "units of h: grad (paper: w -= lr*mean q) or step (Q(lr*g + alpha*h), as ef-sgd)",
-            choices=("grad", "step"),
+            choices=RESIDUAL_UNITS,
         ),
+        Hyper("ef_scale", str, None, "former name of --residual-units (grad or step)"),
         Hyper(
             "coder",
             str,
@@ -98,13 +159,17 @@ class ECQSGD(Algorithm):
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         p = self.resolve_params(ctx.params)
-        self.alpha = finite(p["alpha"], "alpha")
-        self.beta = finite(p["beta"], "beta")
-        self.ef_scale = p["ef_scale"]
-        self.coder = p["coder"]
         if ctx.compressor is None:
             raise ValueError(f"{self.name} needs a compressor (e.g. qsgd:levels=4,norm=l2)")
-        self.lr = default_lr(ctx)
+        self.beta = finite(p["beta"], "beta")
+        self.omega = float(ctx.compressor.omega(ctx.problem.d))
+        self.alpha_option = alpha_option(p["alpha"])
+        self.alpha, warning = resolve_alpha(self.alpha_option, self.omega, self.beta)
+        if warning is not None and ctx.comm.Get_rank() == 0:
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        self.residual_units = _residual_units(p["residual_units"], p["ef_scale"])
+        self.coder = p["coder"]
+        self.lr = default_lr(ctx, ctx.batch_size)
         self._w = self.initial_point()
         self.h = np.zeros_like(self._w)
         self.rank = ctx.comm.Get_rank()
@@ -118,14 +183,14 @@ class ECQSGD(Algorithm):
     def step(self, t: int) -> StepCost:
         ctx = self.ctx
         g = minibatch_gradient(ctx, self._w, t)
-        if self.ef_scale == "step":
+        if self.residual_units == "step":
             g = self.lr * g
         p = compensate(g, self.h, self.alpha)
         self.feedback.reset()
         mean = averaged(ctx, p, ctx.compressor, (ctx.seed, t), self.stats, self.feedback)
         r = self.feedback.worker  # p - q_p, from the collective's worker level
         self.h = residual_from_error(r, self.h, alpha=self.alpha, beta=self.beta)
-        if self.ef_scale == "step":
+        if self.residual_units == "step":
             self._w -= mean
         else:
             self._w -= self.lr * mean
@@ -146,14 +211,29 @@ class ECQSGD(Algorithm):
         self.h = np.array(state["h"], dtype=self._w.dtype, copy=True)
 
     def describe(self) -> dict[str, Any]:
-        omega = self.ctx.compressor.omega(self.ctx.problem.d)
-        stab = stability(omega, self.alpha, self.beta)
+        stab = stability(self.omega, self.alpha, self.beta)
+        out = {k: v for k, v in self.ctx.params.items() if k != "ef_scale"}
         return {
-            **self.ctx.params,
+            **out,
             "alpha": self.alpha,
+            "alpha_option": self.alpha_option,
             "beta": self.beta,
-            "ef_scale": self.ef_scale,
+            "residual_units": self.residual_units,
             "coder": self.coder,
             "lr": self.lr,
-            "stability": stab if math.isfinite(stab) else None,
+            "omega": finite_or_none(self.omega),
+            "stability": finite_or_none(stab),
+            "stability_margin": finite_or_none(1.0 - stab),
         }
+
+
+def _residual_units(units: str, former: str | None) -> str:
+    """``--residual-units``, or its former name ``--ef-scale`` (grad or step) when given."""
+    if former is None:
+        return units
+    if former not in RESIDUAL_UNITS:
+        raise ValueError(
+            f"ecq-sgd: --ef-scale (the former name of --residual-units) must be grad or step, "
+            f"got {former!r}"
+        )
+    return former

@@ -49,14 +49,17 @@ and the iterates stall at a floor (measured in docs/algorithms/ec-lkatyusha.md).
 
 Defaults (all overridable): ``L`` = the expected smoothness of the
 estimator (:func:`ecmpi.algorithms.ec.batch_smoothness`: the problem's L for
-full local gradients); ``sigma = mu/L``; ``p = 1/m`` with m = N/(P b) the
-minibatches in a local pass (p = 1 for full local gradients), or
+full local gradients); ``sigma = mu/L``; ``p = auto``: C's contraction
+factor ``delta(d)`` under compression (K/d for TopK; with ``p = 1/m`` the
+compressed run makes no progress), ``1/m`` for ``lkatyusha``, with m =
+N/(P b) the minibatches in a local pass (p = 1 for full local gradients), or
 ``p=ratio``: ``p_scale`` times C's compression ratio;
 ``theta2 = 1/2``; ``theta1 = min(sqrt(2*sigma/(3p)), 1/2)`` (the standard
 ``min(sqrt(2*m*sigma/3), 1/2)`` at p = 1/m); ``eta = theta2/((1+theta2)*theta1)``;
 ``snapshot=auto``: global when C compresses, local for the identity (same mean).
 An unbiased compressor with variance factor omega is used as the
-contraction ``Q/(omega+1)`` (``ec_scale``).
+contraction ``Q/(omega+1)`` (``--ef-scale auto``, shared with ``ef-sgd`` and
+the error-compensated family).
 
 Bits: the bytes this rank sent/received in the step's collectives, times 8, counted by
 the loop from ``self.stats``.
@@ -74,17 +77,18 @@ from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
 from .ec import (
     _PHASE_EC,
+    EF_SCALE_HYPERS,
     L2_MODES,
     SNAPSHOT_HYPERS,
     CompensatedMean,
     Snapshot,
     batch_smoothness,
-    contraction_scale,
+    ef_scale_factor,
     resolve_p,
     resolve_snapshot,
     shared_coin,
 )
-from .sgd import minibatch
+from .sgd import finite_or_none, minibatch
 
 __all__ = ["ECLKatyusha", "LKatyusha", "katyusha_parameters"]
 
@@ -148,7 +152,7 @@ class ECLKatyusha(Algorithm):
             "l2 inside f (smooth) or through the prox step (prox)",
             choices=L2_MODES,
         ),
-        Hyper("ec_scale", float, None, "v = ec_scale*C(p); default 1/(omega+1) for unbiased C"),
+        *EF_SCALE_HYPERS,
     )
 
     def _compressor(self, ctx: RunContext) -> Any:
@@ -177,8 +181,7 @@ class ECLKatyusha(Algorithm):
         self.l2_mode = prm["l2_mode"]
         self.l2 = float(getattr(prob, "l2", 0.0)) if self.l2_mode == "prox" else 0.0
         self.sigma_f = (float(prob.mu) - self.l2) / self.hp["L"]
-        s = prm["ec_scale"]
-        self.scale = contraction_scale(self.C, prob.d) if s is None else positive(s, "ec_scale")
+        self.scale = ef_scale_factor(prm, self.C, prob.d)
         self.stats = CommStats()
         self.ec = CompensatedMean(ctx, self.C, x0, self.stats, scale=self.scale)
         self.snapshot_mode = resolve_snapshot(prm["snapshot"], self.C)
@@ -233,6 +236,7 @@ class ECLKatyusha(Algorithm):
             **self.hp,
             "snapshot": self.snapshot_mode,
             "ec_scale": self.scale,
+            "omega": finite_or_none(self.C.omega(d)),
             "delta": self.C.delta(d),
             "batch_size": self.batch,
             "compressor": self.C.spec,

@@ -15,12 +15,20 @@ same iterate bit for bit. With P workers, worker p's node objective f_p
 - ``ef-sgd`` [standard] (Seide et al. 2014; Karimireddy et al., ICML 2019):
   each worker keeps ``e_p = 0``; per step ``p = eta*g_p + e_p``, ``v = C(p)``,
   ``e_p = p - v`` (the recursion of :mod:`ecmpi.compress.feedback`), send v,
-  ``x <- x - (1/P) sum_p v``. The residuals live in a
-  :class:`ecmpi.CollectiveFeedback`, so every compression inside the
-  collective is compensated (with ``sra``/``ring`` also the second, server
-  level one).
+  ``x <- x - (1/P) sum_p v``. Error feedback needs a contraction: an
+  unbiased C with variance factor omega is used as ``v = C(p)/(omega + 1)``
+  (``--ef-scale auto``, the default; :func:`ecmpi.compress.feedback.contraction_scale`,
+  shared with the error-compensated family), ``--ef-scale none`` sends
+  ``v = C(p)`` as is. Unscaled (a contraction, or ``none``), the residuals
+  live in a :class:`ecmpi.CollectiveFeedback`, so every compression inside
+  the collective is compensated (with ``sra``/``ring`` also the second,
+  server level one); scaled, the worker residual ``e_p = p - v`` is kept by
+  :class:`ecmpi.algorithms.ec.CompensatedMean`, as in the error-compensated
+  family.
 
-Step sizes (``--lr``, default ``1/L``; ``--schedule`` for the stochastic ones):
+Step sizes (``--lr``; default ``1/L`` for ``gd``, ``1/L_b`` for the stochastic
+ones, the expected smoothness of a b-row minibatch, :func:`batch_smoothness`,
+which is ``L`` for full local gradients; ``--schedule`` for the stochastic ones):
 ``constant``: eta; ``1/t``: ``eta / (1 + t/t0)``; ``stagewise``: Epoch-SGD's
 stages (:class:`ecmpi.algorithms.schedules.StageSchedule`, the schedule of
 ``epoch-sgd`` and ``qesgd``): stage k has step ``eta * decay^k`` and lasts
@@ -37,6 +45,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..compress import compressor
+from ..compress.feedback import contraction_scale, ef_scale_option
 from ..rng import derive, random_u32
 from ._validate import positive
 from .base import Algorithm, Hyper, RunContext, StepCost
@@ -44,12 +53,16 @@ from .schedules import StageSchedule
 
 __all__ = [
     "EFSGD",
+    "EF_SCALE_HYPER",
     "GD",
     "QSGD",
     "SGD",
     "averaged",
+    "batch_smoothness",
     "default_lr",
+    "finite_or_none",
     "gradient_at",
+    "local_sample_count",
     "minibatch",
     "minibatch_gradient",
     "stages",
@@ -63,11 +76,37 @@ SCHEDULES = ("constant", "1/t", "stagewise")
 _STAGE_NAMES = ("stage_steps", "decay", "stage_growth")
 
 
-def default_lr(ctx: RunContext) -> float:
-    """``ctx.lr`` if given, else ``1/L`` of the problem (collective on first use of L)."""
+def default_lr(ctx: RunContext, batch_size: int | None = None) -> float:
+    """``ctx.lr`` if given, else ``1/L_b`` (:func:`batch_smoothness`; collective on first use).
+
+    ``batch_size`` None or ``<= 0`` (full local gradients): ``1/L`` of the problem.
+    """
     if ctx.lr is not None:
         return positive(ctx.lr, "lr")
-    return 1.0 / float(ctx.problem.L)
+    return 1.0 / batch_smoothness(ctx.problem, 0 if batch_size is None else batch_size)
+
+
+def local_sample_count(problem: Any) -> float:
+    """m = N/P, the mean local sample count (identical on every rank)."""
+    return max(1.0, float(problem.n_global) / float(problem.comm.size))
+
+
+def batch_smoothness(problem: Any, batch_size: int) -> float:
+    """Expected smoothness of a b-row minibatch estimator of grad f_tau [standard].
+
+    Gower et al., *SGD: general analysis and improved rates* (ICML 2019), b-nice
+    sampling of m rows: ``L_b = m(b-1)/(b(m-1)) * L_node + (m-b)/(b(m-1)) * L_max``
+    with ``L_node = L_local_max`` (max over ranks of f_tau's smoothness) and
+    ``L_max`` the largest row smoothness. ``b <= 0`` (full local gradients): L.
+    """
+    b = int(batch_size)
+    if b <= 0:
+        return float(problem.L)
+    m = local_sample_count(problem)
+    if m <= 1 or b >= m:
+        return float(problem.L_local_max)
+    node, row = float(problem.L_local_max), float(problem.L_max)
+    return m * (b - 1) / (b * (m - 1)) * node + (m - b) / (b * (m - 1)) * row
 
 
 def minibatch(ctx: RunContext, t: int) -> np.ndarray | None:
@@ -157,6 +196,16 @@ _SCHEDULE_HYPERS = (
 )
 
 
+#: ``--ef-scale`` of every driver that uses plain error feedback (ef-sgd, ec-*, ec-lkatyusha)
+EF_SCALE_HYPER = Hyper(
+    "ef_scale",
+    ef_scale_option,
+    "auto",
+    "v = s*C(p) taken as sent: auto = 1/(omega + 1) for an unbiased C (makes it a "
+    "contraction, which error feedback needs), 1 for a contraction; none = 1; or a number",
+)
+
+
 class _AveragedGradient(Algorithm):
     """Shared body: x <- x - eta_t * mean_p(message_p) through ecmpi.allreduce."""
 
@@ -169,7 +218,7 @@ class _AveragedGradient(Algorithm):
         super().__init__(ctx)
         from ..comm import CommStats
 
-        self.lr = default_lr(ctx)
+        self.lr = default_lr(ctx, ctx.batch_size if self.stochastic else None)
         self.params = self.resolve_params(ctx.params)
         if "schedule" in self.params:
             for k in ("t0", "stage_steps", "stage_growth", "decay"):
@@ -256,19 +305,56 @@ class EFSGD(SGD):
     name: ClassVar[str] = "ef-sgd"
     compressed: ClassVar[bool] = True
     use_compressor: ClassVar[bool] = True
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = (*_SCHEDULE_HYPERS, EF_SCALE_HYPER)
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         from ..comm import CollectiveFeedback
+        from .ec import CompensatedMean
 
+        self.ef_scale = contraction_scale(self.compressor, ctx.problem.d, self.params["ef_scale"])
         self.feedback = CollectiveFeedback()
+        #: the scaled form's residual (None: the collective's own residuals, unscaled)
+        self.ec = None
+        if self.ef_scale != 1.0:
+            self.ec = CompensatedMean(
+                ctx, self.compressor, self._x, self.stats, scale=self.ef_scale
+            )
+            self.feedback = self.ec.feedback
 
     def message(self, t: int) -> tuple[np.ndarray, float]:
         return self.eta(t) * self.gradient(t), 1.0
 
+    def reduce(self, v: np.ndarray, t: int) -> np.ndarray:
+        if self.ec is None:
+            return super().reduce(v, t)
+        return self.ec(v, (self.ctx.seed, t))
+
     def state_dict(self) -> dict[str, Any]:
+        if self.ec is not None:
+            return {"x": self._x.copy(), "feedback": {"worker": self.ec.e.copy()}}
         return {"x": self._x.copy(), "feedback": self.feedback.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.feedback.load_state_dict(state.get("feedback", {}))
+        saved = state.get("feedback", {})
+        if self.ec is not None:
+            if "worker" in saved:
+                self.ec.e = np.array(saved["worker"], dtype=self._x.dtype, copy=True)
+            return
+        self.feedback.load_state_dict(saved)
+
+    def describe(self) -> dict[str, Any]:
+        d = self.ctx.problem.d
+        return {
+            **super().describe(),
+            "ef_scale_factor": self.ef_scale,
+            "omega": finite_or_none(self.compressor.omega(d)),
+            "delta": float(self.compressor.delta(d)),
+        }
+
+
+def finite_or_none(v: float) -> float | None:
+    """``v`` when finite, else None (JSON has no inf)."""
+    v = float(v)
+    return v if np.isfinite(v) else None

@@ -100,8 +100,9 @@ def test_defaults(comm):
     a = get("ec-sgd")(_ctx(comm, prob, "topk:k=1", batch=2))
     assert a.lr == pytest.approx(1.0 / batch_smoothness(prob, 2))
     assert prob.L_local_max <= batch_smoothness(prob, 2) <= prob.L_max
-    b = get("ec-lsvrg")(_ctx(comm, prob, "topk:k=1"))
+    b = get("ec-lsvrg")(_ctx(comm, prob, "topk:k=1", p="1/m"))
     assert b.p == pytest.approx(min(1.0, comm.size / prob.n_global)) and b.snapshot_mode == "global"
+    assert get("ec-lsvrg")(_ctx(comm, prob, "topk:k=1")).p == 1 / prob.d  # default: K/d
     q = compressor("qsgd:levels=2,bucket=8")
     c = get("ec-lsvrg-diana")(_ctx(comm, prob, q))
     assert c.snapshot_mode == "local" and c.Q == q

@@ -42,8 +42,8 @@ def _same_on_all_ranks(comm, x):
 @pytest.mark.parametrize("spec", [QSGD, "qsgd:levels=1,bucket=16,norm=linf", "topk:k=3"])
 def test_alpha_beta_one_is_ef_sgd_bit_for_bit(comm, spec):
     prob = _problem(comm)
-    ecq = get("ecq-sgd")(_ctx(comm, prob, spec, alpha=1.0, beta=1.0, ef_scale="step"))
-    ef = get("ef-sgd")(_ctx(comm, prob, spec))
+    ecq = get("ecq-sgd")(_ctx(comm, prob, spec, alpha=1.0, beta=1.0, residual_units="step"))
+    ef = get("ef-sgd")(_ctx(comm, prob, spec, ef_scale="none"))
     xe, ce = trajectory(ecq, STEPS)
     xf, cf = trajectory(ef, STEPS)
     for a, b in zip(xe, xf):
@@ -110,8 +110,8 @@ def test_grad_units_equal_step_units_with_constant_lr(comm):
     """h in gradient units (paper) and in step units (ef-sgd) are the same method;
     with lr a power of two the two scalings differ by exact factors, so bit for bit."""
     prob = _problem(comm)
-    a = get("ecq-sgd")(_ctx(comm, prob, lr=0.0625, alpha=0.5, beta=0.5, ef_scale="grad"))
-    b = get("ecq-sgd")(_ctx(comm, prob, lr=0.0625, alpha=0.5, beta=0.5, ef_scale="step"))
+    a = get("ecq-sgd")(_ctx(comm, prob, lr=0.0625, alpha=0.5, beta=0.5, residual_units="grad"))
+    b = get("ecq-sgd")(_ctx(comm, prob, lr=0.0625, alpha=0.5, beta=0.5, residual_units="step"))
     xa, _ = trajectory(a, STEPS)
     xb, _ = trajectory(b, STEPS)
     np.testing.assert_allclose(xa[-1], xb[-1], rtol=1e-12, atol=1e-14)

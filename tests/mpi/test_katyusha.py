@@ -80,13 +80,15 @@ def test_identity_equals_lkatyusha_bit_for_bit(comm, snapshot):
 
 def test_default_parameters_follow_the_formulas(comm):
     prob = make("logreg", LOGREG, comm=comm, l2_rel=1e-2)
-    alg = get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=0))
+    alg = get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=0, p="1/m"))
     hp = alg.hp
     assert hp["L"] == prob.L and hp["p"] == 1.0  # full local gradients: m = 1
+    # the default under compression is C's contraction, K/d for topk
+    assert get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=0)).hp["p"] == 2 / prob.d
     sigma = prob.mu / prob.L
     assert hp["theta1"] == pytest.approx(min(math.sqrt(2 * sigma / 3), 0.5))
     m = prob.n_global / comm.size / 2  # minibatches of 2 rows per local pass
-    hp2 = get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=2)).hp
+    hp2 = get("ec-lkatyusha")(_ctx(comm, prob, "topk:k=2", batch=2, p="1/m")).hp
     assert hp2["p"] == pytest.approx(1 / m)
     assert hp2["theta1"] == pytest.approx(min(math.sqrt(2 * m * hp2["sigma"] / 3), 0.5))
     assert hp["theta2"] == 0.5
