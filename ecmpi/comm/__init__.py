@@ -9,8 +9,9 @@ communicator with any ecmpi compressor, by one of the collectives of
 - ``ring``: compressed ring reduce-scatter, then a ring allgather (:mod:`ecmpi.comm.ring`);
 - ``ps``: parameter server, gather to a root and broadcast (:mod:`ecmpi.comm.ps`).
 
-Every rank ends with the same bits. :class:`CommStats` counts bytes and
-seconds; :class:`CollectiveFeedback` holds the error-feedback residuals.
+Every rank ends with the same bits, or raises the same ValueError when a
+rank could not encode (:mod:`ecmpi.comm.failures`). :class:`CommStats` counts
+bytes and seconds; :class:`CollectiveFeedback` holds the error-feedback residuals.
 """
 
 from . import allgather, ps, ring, sra  # noqa: F401  (registers every collective)

@@ -23,6 +23,7 @@ from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import fixed_size, wire_size
+from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
@@ -54,14 +55,24 @@ def allgather_allreduce(
     d = x.shape[0]
     xp = array_module(x)
     h = feedback.residual("worker", d, x) if feedback is not None else None
+    fail = Failures(comm, x, "allgather")
+    own = wire_size(c, d, x.dtype) if fixed_size(c) else None
     with stats.timer("encode"):
-        payload = compensated_encode(c, x, h, seed=(*seed, PHASE, 0), rank=rank)
-    sizes = [wire_size(c, d, x.dtype)] * size if fixed_size(c) else None
-    bufs = allgather_bytes(payload.buf, comm, stats, sizes)
+        payload, mine = fail.encode(
+            "encode its input", own, compensated_encode, c, x, h, seed=(*seed, PHASE, 0), rank=rank
+        )
+    bufs = allgather_bytes(mine, comm, stats, None if own is None else [own] * size)
+    for buf in bufs:
+        fail.seen(buf)
+    fail.check()  # the last message of the call: from here on no rank waits on another
     with stats.timer("decode"):
         acc = xp.zeros(d, dtype=x.dtype)
         for i, buf in enumerate(bufs):
-            c.decode_add(payload if i == rank else Payload.from_bytes(buf), acc)
+            c.decode_add(payload if i == rank else Payload.from_bytes(buf, n=d), acc)
         if average:
             acc /= size
+    if c.check_finite and not bool(xp.isfinite(acc).all()):
+        # the same bits on every rank, so every rank raises the same error
+        bad = int((~xp.isfinite(acc)).sum())
+        raise ValueError(f"allreduce (allgather): the sum overflows {x.dtype} at {bad} entries")
     return acc

@@ -33,6 +33,7 @@ from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import check_root, library_comm
+from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
@@ -142,20 +143,37 @@ def ps_allreduce(
     d = x.shape[0]
     down = c if downlink is None else downlink
     h = feedback.residual("worker", d, x) if feedback is not None else None
+    fail = Failures(comm, x, "ps")
     with stats.timer("encode"):
-        payload = compensated_encode(c, x, h, seed=(*seed, PHASE, 0), rank=rank)
-    bufs = gather_bytes(payload.buf, comm, root, stats)
+        payload, mine = fail.encode(
+            "encode its input", None, compensated_encode, c, x, h, seed=(*seed, PHASE, 0), rank=rank
+        )
+    bufs = gather_bytes(mine, comm, root, stats)
     reply = None
     if bufs is not None:
         with stats.timer("decode"):
             acc = array_module(x).zeros(d, dtype=x.dtype)
             for i, buf in enumerate(bufs):
-                c.decode_add(payload if i == rank else Payload.from_bytes(buf), acc)
-            if average:
+                if i == rank and payload is not None:
+                    c.decode_add(payload, acc)
+                else:
+                    fail.decode(f"decode the payload of rank {i}", c, buf, d, acc=acc)
+            if average and not fail.any:
                 acc /= size
         hs = feedback.residual("server", d, x) if feedback is not None else None
         with stats.timer("encode"):
-            reply = compensated_encode(down, acc, hs, seed=(*seed, PHASE, 0), rank=size + root)
-    buf = bcast_bytes(reply.buf if reply is not None else None, comm, root, stats, like=x)
+            reply, mine = fail.encode(
+                "encode the reduced vector",
+                None,
+                compensated_encode,
+                down,
+                acc,
+                hs,
+                seed=(*seed, PHASE, 0),
+                rank=size + root,
+            )
+    buf = bcast_bytes(mine if rank == root else None, comm, root, stats, like=x)
+    fail.seen(buf)
+    fail.check()
     with stats.timer("decode"):
-        return down.decode(reply if reply is not None else Payload.from_bytes(buf))
+        return down.decode(reply if reply is not None else Payload.from_bytes(buf, n=d))

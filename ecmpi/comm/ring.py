@@ -38,6 +38,7 @@ from .._backend import array_module, from_mpi_buffer, mpi_buffer, mpi_empty
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import chunk_bounds, fixed_size, wire_size
+from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
@@ -107,6 +108,10 @@ class _Link:
         self.sends.clear()
 
 
+def _decode_into(c: Compressor, buf: Any, out: Any) -> None:
+    c.decode(Payload.from_bytes(buf, n=out.shape[0]), out=out)
+
+
 def counts(
     n: float, P: int, wire: Callable[[float], float], *, segment: int = DEFAULT_SEGMENT
 ) -> Counts:
@@ -135,18 +140,37 @@ def ring_allreduce(
     bounds = chunk_bounds(d, size)
     segs = [segments(a, b, segment) for a, b in bounds]
     hw = feedback.residual("worker", d, x) if feedback is not None else None
-    link = _Link(comm, x, stats, fixed_size(c))
+    fixed = fixed_size(c)
+    link = _Link(comm, x, stats, fixed)
+    fail = Failures(comm, x, "ring")
 
     def wire(a: int, b: int) -> int:
         return wire_size(c, b - a, x.dtype)
 
     def partial(buf: Any, a: int, b: int) -> Any:
+        """The received partial sum plus ``x[a:b]`` (None once a failure is known)."""
         with stats.timer("decode"):
-            acc = c.decode(Payload.from_bytes(buf))
+            acc = fail.decode("decode a partial sum", c, buf, b - a)
+        if acc is not None:
             acc += x[a:b]
         return acc
 
-    # 1. reduce-scatter: hop s sends chunk (r-s-1) and receives chunk (r-s-2)
+    def encode(part: Any, a: int, b: int, h: Any, seed_: tuple, worker: int, what: str) -> Any:
+        with stats.timer("encode"):
+            _, buf = fail.encode(
+                what,
+                wire(a, b) if fixed else None,
+                compensated_encode,
+                c,
+                part,
+                h,
+                seed=seed_,
+                rank=worker,
+            )
+        return buf
+
+    # 1. reduce-scatter: hop s sends chunk (r-s-1) and receives chunk (r-s-2);
+    #    after a failure, markers travel in place of the payloads (same schedule)
     incoming: list[Any] = []
     for s in range(size - 1):
         c_out, c_in = (rank - s - 1) % size, (rank - s - 2) % size
@@ -154,9 +178,10 @@ def ring_allreduce(
         for k, (a, b) in enumerate(segs[c_out]):
             part = x[a:b] if s == 0 else partial(link.wait(incoming[k]), a, b)
             h = hw[a:b] if hw is not None else None
-            with stats.timer("encode"):
-                p = compensated_encode(c, part, h, seed=(*seed, PHASE, c_out, k), rank=rank)
-            link.send(p.buf, _TAG_REDUCE)
+            what = "encode its input"
+            if s > 0:
+                what = f"encode its partial sum of chunk {c_out} (its input included)"
+            link.send(encode(part, a, b, h, (*seed, PHASE, c_out, k), rank, what), _TAG_REDUCE)
         incoming = posted
 
     # 2. the owner's full sum of chunk r, encoded once more
@@ -165,12 +190,11 @@ def ring_allreduce(
     have: dict[int, list[Any]] = {rank: []}
     for k, (a, b) in enumerate(segs[rank]):
         part = partial(link.wait(incoming[k]), a, b) if size > 1 else x[a:b].copy()
-        if average:
+        if average and part is not None:
             part /= size
         h = hs[a - ra : b - ra] if hs is not None else None
-        with stats.timer("encode"):
-            p = compensated_encode(c, part, h, seed=(*seed, PHASE, rank, k), rank=size + rank)
-        have[rank].append(p.buf)
+        what = f"encode the reduced chunk {rank} (its input included)"
+        have[rank].append(encode(part, a, b, h, (*seed, PHASE, rank, k), size + rank, what))
 
     # 3. allgather: forward encoded chunks; decode one chunk while the next moves
     out = xp.empty(d, dtype=x.dtype)
@@ -178,7 +202,8 @@ def ring_allreduce(
     def decode_chunk(j: int) -> None:
         with stats.timer("decode"):
             for (a, b), buf in zip(segs[j], have.pop(j)):
-                c.decode(Payload.from_bytes(buf), out=out[a:b])
+                if not fail.seen(buf) and not fail.any:  # markers keep being forwarded
+                    fail.defer(_decode_into, c, buf, out[a:b])
 
     for t in range(size - 1):
         c_out, c_in = (rank - t) % size, (rank - t - 1) % size
@@ -191,4 +216,5 @@ def ring_allreduce(
     link.finish()
     for j in list(have):
         decode_chunk(j)
+    fail.check()
     return out

@@ -32,6 +32,7 @@ from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import chunk_bounds, fixed_size, wire_size
+from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
@@ -67,39 +68,63 @@ def sra_allreduce(
     lengths = [b - a for a, b in bounds]
     empty = xp.empty(0, dtype=xp.uint8)
     hw = feedback.residual("worker", d, x) if feedback is not None else None
+    fixed = fixed_size(c)
+    fail = Failures(comm, x, "sra")
+
+    def wire(j: int) -> int | None:
+        return wire_size(c, lengths[j], x.dtype) if fixed else None
 
     send = []
     with stats.timer("encode"):
         for j, (a, b) in enumerate(bounds):
-            if a == b:
-                send.append(empty)
-                continue
             h = hw[a:b] if hw is not None else None
-            send.append(compensated_encode(c, x[a:b], h, seed=(*seed, PHASE, j), rank=rank).buf)
-    fixed = fixed_size(c)
-    own = wire_size(c, lengths[rank], x.dtype)
-    recv = alltoallv_bytes(send, comm, stats, [own] * size if fixed else None)
+            p = None
+            if a < b:
+                p = fail.run(
+                    "encode its input",
+                    compensated_encode,
+                    c,
+                    x[a:b],
+                    h,
+                    seed=(*seed, PHASE, j),
+                    rank=rank,
+                )
+            send.append(p.buf if p is not None else empty)
+        if fail.any:  # every owner hears of it in this exchange
+            send = [fail.marker(wire(j)) if n else empty for j, n in enumerate(lengths)]
+    recv = alltoallv_bytes(send, comm, stats, [wire(rank)] * size if fixed else None)
 
     a, b = bounds[rank]
     mine = empty
     if b > a:
         with stats.timer("decode"):
             acc = xp.zeros(b - a, dtype=x.dtype)
-            for buf in recv:
-                c.decode_add(Payload.from_bytes(buf), acc)
-            if average:
+            for i, buf in enumerate(recv):
+                fail.decode(f"decode the payload of rank {i}", c, buf, b - a, acc=acc)
+            if average and not fail.any:
                 acc /= size
         hs = feedback.residual("server", b - a, x) if feedback is not None else None
         with stats.timer("encode"):
-            mine = compensated_encode(c, acc, hs, seed=(*seed, PHASE, rank), rank=size + rank).buf
+            _, mine = fail.encode(
+                f"encode the reduced chunk {rank}",
+                wire(rank),
+                compensated_encode,
+                c,
+                acc,
+                hs,
+                seed=(*seed, PHASE, rank),
+                rank=size + rank,
+            )
 
-    sizes = [wire_size(c, n, x.dtype) for n in lengths] if fixed else None
-    bufs = allgather_bytes(mine, comm, stats, sizes)
+    bufs = allgather_bytes(mine, comm, stats, [wire(j) for j in range(size)] if fixed else None)
+    for buf in bufs:
+        fail.seen(buf)
+    fail.check()
     with stats.timer("decode"):
         out = xp.empty(d, dtype=x.dtype)
         for (a, b), buf in zip(bounds, bufs):
             if b > a:
-                c.decode(Payload.from_bytes(buf), out=out[a:b])
+                c.decode(Payload.from_bytes(buf, n=b - a), out=out[a:b])
     return out
 
 
