@@ -75,10 +75,12 @@ def cmd_run(argv: Sequence[str]) -> int:
     # 75); one that comes during setup stops the run at its first step, one after the loop
     # is ignored (the log already says how the run ended)
     latch = SignalLatch()
+    known = prescan(argv)
     result = run_session(
         world,
         lambda resumed: resolve_run_options(argv, resumed_config=resumed),
-        resume=prescan(argv).resume,
+        resume=known.resume,
+        config=known.config,
         latch=latch,
     )
     if result.status == "interrupted":
@@ -250,8 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rank = _rank()
         if rank != 0:
             time.sleep(1.0)  # an error shared by all ranks: let rank 0 report it and abort
-        if isinstance(
-            exc, (ValueError, TypeError, OSError, FloatingPointError)
+        if isinstance(exc, MemoryError) and not os.environ.get("ECMPI_TRACEBACK"):
+            text = (
+                f"ecmpi: error on rank {rank}: out of memory ({exc or 'MemoryError'}); "
+                "choose smaller sizes\n"
+            )
+        elif isinstance(
+            exc, (ValueError, TypeError, OSError, ArithmeticError)
         ) and not os.environ.get("ECMPI_TRACEBACK"):
             text = f"ecmpi: error on rank {rank}: {type(exc).__name__}: {exc}\n"
         else:

@@ -8,7 +8,7 @@ algorithm's ``hyperparameters`` are options too.
 
 Resolution, from lowest to highest precedence: the defaults, the config of a
 resumed log (``--resume``), a TOML file (``--config``, same keys, ``-`` or
-``_`` alike, tables flattened), then the command line or the keyword
+``_`` alike, a ``[hyperparameters]`` table flattened), then the command line or the keyword
 arguments. When resuming only :data:`RESUME_MAY_CHANGE` may differ from the
 log's config. Resolution is pure (no MPI; no I/O but the config file): every
 rank gets the same result or the same :class:`UsageError`.
@@ -29,9 +29,12 @@ import tomllib
 
 from .comm import COLLECTIVES
 from .errors import UsageError
+from .problems.data import SCALES
 
 __all__ = [
+    "CONFIG_TABLES",
     "CONTROL_OPTIONS",
+    "MAX_INT",
     "RESUME_MAY_CHANGE",
     "RUN_OPTIONS",
     "Option",
@@ -49,7 +52,14 @@ __all__ = [
 
 
 class OptionParser(argparse.ArgumentParser):
-    """An :class:`argparse.ArgumentParser` that raises :class:`UsageError` instead of exiting."""
+    """An :class:`argparse.ArgumentParser` that raises :class:`UsageError` instead of exiting.
+
+    Options are matched by their full names only (``--step`` is not ``--steps``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -58,20 +68,34 @@ class OptionParser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------
 # converters: raw value (string from argv, TOML or Python value) -> checked value
 # ---------------------------------------------------------------------------------------
+#: the largest value an integer option takes (steps, sizes, seeds)
+MAX_INT = 10**12
+
+
 def _int(v: Any) -> int:
+    """An integer (``1e6`` and ``1_000`` accepted) of magnitude at most :data:`MAX_INT`."""
     if isinstance(v, bool):
         raise ValueError(f"must be an integer, got {v!r}")
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, int):
-        return v
-    try:
-        return int(str(v).replace("_", ""))
-    except ValueError:
-        f = float(v)  # accepts 1e6
-        if not f.is_integer():
-            raise ValueError(f"must be an integer, got {v!r}") from None
-        return int(f)
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError(f"must be an integer, got {v!r}")
+        i = int(v)
+    elif isinstance(v, int):
+        i = v
+    else:
+        try:
+            i = int(str(v).replace("_", ""))
+        except ValueError:
+            try:
+                f = float(v)  # accepts 1e6
+            except ValueError:
+                raise ValueError(f"must be an integer, got {v!r}") from None
+            if not f.is_integer():
+                raise ValueError(f"must be an integer, got {v!r}") from None
+            i = int(f)
+    if abs(i) > MAX_INT:
+        raise ValueError(f"must be at most {MAX_INT:.0e} in magnitude, got {v!r}")
+    return i
 
 
 def _nonneg_int(v: Any) -> int:
@@ -193,9 +217,7 @@ RUN_OPTIONS: dict[str, Option] = {
         default_doc="(required for lsq/logreg)",
         doc="; also `syn:d=256`, `libsvm:PATH`, `hdf5:PATH` (docs/problems.md)",
     ),
-    "scale": Option(
-        _choice("none", "standard", "minmax", "unit"), "none", "feature scaling", metavar="NAME"
-    ),
+    "scale": Option(_choice(*SCALES), "none", "feature scaling", metavar="NAME"),
     "bias": Option(_bool, False, "append a constant feature", flag=True),
     "dtype": Option(
         _choice("float64", "float32"),
@@ -260,7 +282,8 @@ RUN_OPTIONS: dict[str, Option] = {
         "HDF5 log file (default: no log)",
         metavar="FILE.h5",
         default_doc="no log",
-        doc="(docs/hdf5.md); an existing file is refused without `--overwrite`",
+        doc="(docs/hdf5.md); an existing file is refused without `--overwrite`, and always "
+        "where it is an input (the dataset file, the config file) or not a regular file",
     ),
     "overwrite": Option(_bool, False, "replace an existing --out file", flag=True),
     "log_every": Option(_pos_int, 1, "steps between logged rows", metavar="N"),
@@ -269,7 +292,7 @@ RUN_OPTIONS: dict[str, Option] = {
         0,
         "steps between checkpoints in the log (0: on signal only)",
         metavar="N",
-        doc="; the signals are SIGTERM and SIGUSR1",
+        doc="; the signals are SIGTERM, SIGUSR1 and SIGINT",
     ),
     "progress_every": Option(
         _pos_int,
@@ -319,6 +342,10 @@ CONTROL_OPTIONS: dict[str, Option] = {
         + " may change)",
     ),
 }
+
+
+#: the tables a config file may hold (flattened into the options)
+CONFIG_TABLES = ("hyperparameters",)
 
 
 def _flag(name: str) -> str:
@@ -384,7 +411,12 @@ def add_run_arguments(p: argparse.ArgumentParser, alg_cls: Any) -> None:
 
 
 def read_config(path: str) -> dict[str, Any]:
-    """The TOML file at ``path`` as ``{option: value}`` (keys normalized, tables flattened)."""
+    """The TOML file at ``path`` as ``{option: value}``.
+
+    Keys are normalized (``batch-size`` is ``batch_size``); the tables of
+    :data:`CONFIG_TABLES` are flattened. An unknown table, or one option given twice
+    (under two spellings, or in a table and at the top), is a :class:`UsageError`.
+    """
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -395,12 +427,29 @@ def read_config(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from None
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+
+    def put(key: str, value: Any, where: str) -> None:
+        name = _norm_key(key)
+        if name in out:
+            raise UsageError(
+                f"config file {path}: {name} is given twice ({spelled[name]} and {where})"
+            )
+        out[name], spelled[name] = value, where
+
     for k, v in data.items():
-        if isinstance(v, dict):  # a [hyperparameters] table, or any table: flatten
+        if isinstance(v, dict):
+            if _norm_key(k) not in CONFIG_TABLES:
+                raise UsageError(
+                    f"config file {path}: unknown table [{k}]; the options are top-level "
+                    f"keys, and the tables are {', '.join(f'[{t}]' for t in CONFIG_TABLES)}"
+                )
             for k2, v2 in v.items():
-                out[_norm_key(k2)] = v2
+                if isinstance(v2, dict):
+                    raise UsageError(f"config file {path}: unknown table [{k}.{k2}]")
+                put(k2, v2, f"{k}.{k2}")
         else:
-            out[_norm_key(k)] = v
+            put(k, v, k)
     return out
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from .algorithms.loop import RunResult
 from .errors import UsageError
 from .options import resolve_options
+from .outputs import check_output
 
 __all__ = ["RunResult", "run", "run_session", "summary"]
 
@@ -83,7 +84,11 @@ def run(algorithm: str, *, comm: Any = None, out: Any = None, **options: Any) ->
     latch = SignalLatch()
     try:
         result = run_session(
-            world, resolve, resume=None if resume is None else str(resume), latch=latch
+            world,
+            resolve,
+            resume=None if resume is None else str(resume),
+            config=None if config is None else str(config),
+            latch=latch,
         )
     except (UsageError, RunError):  # raised alike on every rank
         close_channel()
@@ -104,6 +109,7 @@ def run_session(
     resolve: Resolver,
     *,
     resume: str | None = None,
+    config: str | None = None,
     latch: Any = True,
 ) -> RunResult:
     """The session (see the module docstring) with options from ``resolve``.
@@ -114,17 +120,18 @@ def run_session(
             same on every rank (:func:`~ecmpi.options.resolve_run_options` for a command
             line, :func:`~ecmpi.options.resolve_options` for keyword arguments).
         resume: the log to continue from its checkpoint.
+        config: the TOML file the options came from (an input: never the output).
         latch: ``handle_signals`` of the loop (a :class:`~ecmpi.algorithms.loop.SignalLatch`
             installed for longer than the loop, or True).
 
     After an exception the error channel stays open, so that the caller may report the
     failure to rank 0 (:func:`ecmpi.error_channel.report_failure`) before closing it.
     """
-    resumed_config = None
+    resumed_config, checkpoint_step = None, 0
     if resume is not None:
         from .log import open_log
 
-        def read() -> dict[str, Any]:
+        def read() -> tuple[dict[str, Any], int]:
             log = open_log(resume)
             if log.checkpoint_step is None:
                 raise ValueError(f"{resume} holds no checkpoint (run with --checkpoint-every N)")
@@ -133,15 +140,23 @@ def run_session(
                     f"{resume} was run on {log.attrs.get('n_ranks')} ranks; resume it with "
                     f"mpiexec -n {log.attrs.get('n_ranks')} (re-sharding state is not supported)"
                 )
-            return log.config
+            _check_columns(resume)
+            return log.config, int(log.checkpoint_step)
 
-        resumed_config = _rank0_check(world, read)
+        resumed_config, checkpoint_step = _rank0_check(world, read)
     alg_cls, opts, hp = _agreed_options(world, resolve, resumed_config)
+    if resume is not None and opts["steps"] <= checkpoint_step:
+        raise UsageError(
+            f"{resume} is checkpointed at step {checkpoint_step}, so the step budget "
+            f"--steps {opts['steps']} is already reached; nothing to run, the log is left "
+            f"unchanged (give --steps above {checkpoint_step} to continue it)"
+        )
     out = resume or opts["out"]
     if resume is None and out is not None:
 
         def check_out() -> None:
             p = Path(out)
+            check_output(p, inputs=(_dataset_file(opts["dataset"]), config))
             if p.exists() and not opts["overwrite"]:
                 raise ValueError(
                     f"{p} exists; pass --overwrite to replace it or --resume to continue it"
@@ -181,6 +196,7 @@ def run_session(
         bias=opts["bias"],
         dtype=np.dtype(opts["dtype"]).type,
     )
+    _check_batch(opts["batch_size"], problem, comm)
     x0 = _x0_vector(opts["x0"], problem)
     ctx = RunContext(
         problem=problem,
@@ -243,6 +259,8 @@ def log_attributes(
     opts: dict[str, Any], info: dict[str, Any], compressor_spec: str, n_ranks: int
 ) -> dict[str, Any]:
     """The root attributes of a new log (schema ``ecmpi.trajectory/1``, docs/hdf5.md)."""
+    from .algorithms import get as algorithm_class
+
     return {
         "algorithm": opts["algorithm"],
         "problem": opts["problem"],
@@ -256,7 +274,21 @@ def log_attributes(
         "mu": info.get("mu", math.nan),
         "mpi_library": mpi_library(),
         "gpu_mpi": gpu_mpi_attr(),
+        "self_quantizing": algorithm_class(opts["algorithm"]).self_quantizing,
     }
+
+
+def _check_batch(batch_size: int, problem: Any, comm: Any) -> None:
+    """Refuse a minibatch larger than the smallest non-empty shard (collective)."""
+    from mpi4py import MPI
+
+    rows = int(problem.n_local) if problem.n_local else 2**62
+    smallest = comm.allreduce(rows, op=MPI.MIN)
+    if 0 < batch_size and smallest < 2**62 and batch_size > smallest:
+        raise UsageError(
+            f"--batch-size {batch_size} exceeds the {smallest} rows of the smallest shard; "
+            f"give at most {smallest}, or 0 for the full local gradient"
+        )
 
 
 def _x0_vector(spec: str, problem: Any) -> Any:
@@ -272,6 +304,35 @@ def _x0_vector(spec: str, problem: Any) -> Any:
         return np.full(d, float(spec.split(":", 1)[1]), dtype=dt)
     c = float(spec.split("+", 1)[1])
     return (np.asarray(problem.x_star) + c).astype(dt)
+
+
+def _dataset_file(spec: str | None) -> str | None:
+    """The file a ``libsvm:PATH`` or ``hdf5:PATH`` dataset reads (None for the others)."""
+    from .problems.data import parse_dataset_spec
+
+    try:
+        source, path, _ = parse_dataset_spec(spec) if spec else (None, None, None)
+    except ValueError:
+        return None  # reported when the data is loaded
+    return path if source in ("libsvm", "hdf5") else None
+
+
+def _check_columns(path: str) -> None:
+    """Refuse a log whose trajectory columns differ in length by more than one partial row.
+
+    The reader keeps only complete rows (the shortest column): resuming such a log would
+    silently drop every row past that length.
+    """
+    from .log._files import open_read
+
+    with open_read(path) as f:
+        lengths = {k: int(v.shape[0]) for k, v in f["trajectory"].items()}
+    if lengths and max(lengths.values()) - min(lengths.values()) > 1:
+        listed = ", ".join(f"{k}: {n}" for k, n in sorted(lengths.items()))
+        raise ValueError(
+            f"{path}: the trajectory columns have unequal lengths ({listed} rows); the log is "
+            "damaged and resuming it would drop rows, so it is refused"
+        )
 
 
 def _rank0_check(comm: Any, fn: Callable[[], Any]) -> Any:

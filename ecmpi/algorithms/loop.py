@@ -28,7 +28,7 @@ f - f* <= target at a logged row; ``max_bits``: ``bits_up`` reached the budget
 ``f - f_ref > diverge_factor * (f(x0) - f_ref)`` (f_ref = f* if known, else 0):
 status ``diverged``; a non-finite iterate: status ``failed`` and
 :class:`NonFiniteError` (``on_nonfinite="error"``), or the step is undone
-and the run goes on (``"skip"``); SIGTERM/SIGUSR1: checkpoint at the next
+and the run goes on (``"skip"``); SIGTERM/SIGUSR1/SIGINT: checkpoint at the next
 step boundary, status ``interrupted`` (resumable).
 
 The counters that survive a resume are a :class:`LoopState`
@@ -72,8 +72,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ON_NONFINITE", "NonFiniteError", "RunError", "RunResult", "SignalLatch", "run"]
 
+#: the signals that stop a run with a checkpoint (status ``interrupted``)
 _SIGNALS = tuple(
-    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s
+    s
+    for s in (
+        getattr(signal, "SIGTERM", None),
+        getattr(signal, "SIGUSR1", None),
+        getattr(signal, "SIGINT", None),
+    )
+    if s
 )
 
 
@@ -108,7 +115,11 @@ class RunResult:
 
 
 class SignalLatch:
-    """Records SIGTERM/SIGUSR1 instead of dying (main thread only).
+    """Records SIGTERM/SIGUSR1/SIGINT instead of dying (main thread only).
+
+    SIGINT (Ctrl-C, or ``mpiexec`` forwarding it) is treated as SIGTERM: checkpoint and
+    stop, status ``interrupted``. A second SIGINT raises :class:`KeyboardInterrupt` at
+    once, for a run stuck outside the loop.
 
     :func:`run` makes one for its own duration. A program may install one for longer
     (``ecmpi run`` does, from its start to its exit) and pass it as ``handle_signals``:
@@ -124,6 +135,8 @@ class SignalLatch:
                 self._old[s] = signal.signal(s, self._handler)
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
         self.received = signum
 
     def restore(self) -> None:

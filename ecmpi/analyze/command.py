@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .tables import FORMATS
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["add_arguments", "check_outputs", "main"]
 
 
 def _eps(v: str) -> float:
@@ -73,18 +73,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--title", help="figure title")
     parser.add_argument("--format", choices=FORMATS, default="text", help="table format")
-    parser.add_argument("--out", metavar="FILE", help="write the table here instead of stdout")
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the table here instead of stdout (never an input, a log or a device)",
+    )
     parser.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable or foreign files with a warning"
     )
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse ``--out``/``--plot`` files that are inputs, HDF5 files or not regular files.
+
+    Raises:
+        UsageError: the reason (exit status 2).
+    """
+    from ..outputs import check_output
+    from .loading import find_logs
+
+    try:
+        inputs = find_logs(args.files)
+    except FileNotFoundError:  # reported by the loading that follows
+        inputs = []
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_output(path, inputs=inputs, refuse_hdf5=True, option=option)
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run ``ecmpi analyze``; returns 0, or 1 with a message on stderr for unusable input."""
+    """Run ``ecmpi analyze``; returns 0, or 1 with a message on stderr for unusable input.
+
+    Raises:
+        UsageError: an output that would replace an input or a log (:func:`check_outputs`).
+    """
     import warnings
 
     from ..log import SchemaError
     from .loading import load
+
+    check_outputs(args)
     from .plots import plot
     from .tables import format_table, summary
 

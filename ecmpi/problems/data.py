@@ -35,13 +35,23 @@ import numpy as np
 from ..rng import derive, random_u32
 from ._mpi import agree, allmax, allsum, default_comm
 
-__all__ = ["SOURCES", "Shard", "load", "normal", "parse_dataset_spec", "row_range"]
+__all__ = [
+    "SCALES",
+    "SOURCES",
+    "Shard",
+    "dense_budget",
+    "load",
+    "normal",
+    "parse_dataset_spec",
+    "row_range",
+]
 
 #: stream identifiers of the generated data (folded into the seed by ``derive``)
 _DATA = 0xDA7A
 _FEATURES, _WEIGHTS, _NOISE, _BASIS, _TARGET = 1, 2, 3, 4, 5
 
-_SCALES = ("none", "standard", "maxabs", "rownorm")
+#: feature scalings (``scale=`` of a spec, ``--scale`` of ``ecmpi run``)
+SCALES = ("none", "standard", "maxabs", "rownorm")
 _TASKS = ("regression", "classification")
 
 
@@ -73,6 +83,38 @@ class Shard:
     def n_local(self) -> int:
         """Rows on this rank."""
         return int(self.A.shape[0])
+
+
+#: default of :func:`dense_budget`: bytes of dense float64 data one rank may build
+DENSE_BUDGET_BYTES = 4 * 2**30
+#: largest feature index a LibSVM file may name
+_MAX_INDEX = 2**40
+
+
+def dense_budget() -> int:
+    """Bytes of dense float64 data one rank may build: ``ECMPI_DENSE_BUDGET_GB`` GiB
+    (default 4)."""
+    raw = os.environ.get("ECMPI_DENSE_BUDGET_GB")
+    if raw is None:
+        return DENSE_BUDGET_BYTES
+    try:
+        gb = float(raw)
+    except ValueError:
+        raise ValueError(f"ECMPI_DENSE_BUDGET_GB must be a number, got {raw!r}") from None
+    return int(gb * 2**30)
+
+
+def _check_dense(what: str, *shape: int) -> None:
+    """Refuse a dense float64 array of ``shape`` larger than :func:`dense_budget`."""
+    need = 8 * math.prod(int(k) for k in shape)
+    budget = dense_budget()
+    if need > budget:
+        dims = " x ".join(str(int(k)) for k in shape)
+        raise ValueError(
+            f"{what} would need a dense {dims} float64 array on this rank "
+            f"({need / 2**30:.3g} GiB), beyond the budget of {budget / 2**30:.3g} GiB "
+            "(set ECMPI_DENSE_BUDGET_GB to raise it, or use more ranks)"
+        )
 
 
 def row_range(n: int, size: int, rank: int) -> tuple[int, int]:
@@ -195,6 +237,7 @@ def _synthetic_rows(
     n: int, d: int, noise: float, seed: int, task: str | None, r0: int, r1: int
 ) -> _Raw:
     """Rows ``r0..r1-1`` of ``a_i ~ N(0, I_d)``, ``w* ~ N(0, I_d/d)``, ``e_i ~ N(0, noise^2)``."""
+    _check_dense(f"the synthetic data (n={n}, d={d})", r1 - r0, d)
     key, s_x = derive(seed, _DATA, _FEATURES)
     _, s_w = derive(seed, _DATA, _WEIGHTS)
     _, s_e = derive(seed, _DATA, _NOISE)
@@ -252,6 +295,8 @@ def _quadratic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: 
     if task == "classification":
         raise ValueError("the quadratic source has real targets, not classification labels")
     seed = opts.get("seed", 0)
+    r0, r1 = r(n)
+    _check_dense(f"the quadratic (d={d}, n={n})", r1 - r0 + 2 * d, d)
     lam = quadratic_spectrum(d, kappa, mu, opts.get("spectrum", "linear"))
     key, s_q = derive(seed, _DATA, _BASIS)
     _, s_t = derive(seed, _DATA, _TARGET)
@@ -259,7 +304,6 @@ def _quadratic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: 
     Q, R = np.linalg.qr(G)
     Q = Q * np.where(np.diag(R) < 0, -1.0, 1.0)  # Haar-distributed orthogonal basis
     x_true = normal(key, s_t, 0, d)
-    r0, r1 = r(n)
     j = np.arange(r0, r1) % d
     m = n // d + (j < n % d)
     A = np.sqrt(lam[j] * n / m)[:, None] * Q[:, j].T
@@ -337,6 +381,7 @@ def _libsvm_local(path: str, r: Callable[[int], tuple[int, int]]):
             if k >= r1:
                 break
             tokens = line.split()
+            seen: set[int] = set()
             try:
                 labels.append(float(tokens[0]))
                 for tok in tokens[1:]:
@@ -349,6 +394,11 @@ def _libsvm_local(path: str, r: Callable[[int], tuple[int, int]]):
                     c = int(idx)
                     if c < 0:
                         raise ValueError(f"negative feature index {c}")
+                    if c > _MAX_INDEX:
+                        raise ValueError(f"feature index {c} is beyond {_MAX_INDEX}")
+                    if c in seen:
+                        raise ValueError(f"feature index {c} given twice")
+                    seen.add(c)
                     rows.append(k - r0)
                     cols.append(c)
                     vals.append(float(val))
@@ -381,8 +431,13 @@ def _libsvm(path: str, opts: dict[str, Any], r, task, comm):
         d = opts["n_features"]
     if d == 0:
         raise ValueError(f"{path}: no features found")
+    try:
+        _check_dense(f"{path} (indices reach {d})", r1 - r0, d)
+    except ValueError as exc:
+        err = exc
+    agree(comm, err)
     A = np.zeros((r1 - r0, d), dtype=np.float64)
-    np.add.at(A, (rows, cols - shift), vals)
+    A[rows, cols - shift] = vals  # indices are unique within a row
     return A, y.astype(np.float64), n, None, {}
 
 
@@ -408,7 +463,14 @@ def _hdf5(path: str, opts: dict[str, Any], r, task, comm):
                 raise ValueError(
                     f"{path}: {yname!r} must be 1-D with {X.shape[0]} entries, got {Y.shape}"
                 )
+            for name, ds in ((xname, X), (yname, Y)):
+                if ds.dtype.kind not in "biuf":
+                    raise ValueError(
+                        f"{path}: {name!r} holds {ds.dtype} data; features and labels must "
+                        "be real numbers"
+                    )
             r0, r1 = r(X.shape[0])
+            _check_dense(f"{path}: {xname!r} {X.shape}", r1 - r0, X.shape[1])
             return X[r0:r1].astype(np.float64), Y[r0:r1].astype(np.float64), X.shape[0]
 
     err: BaseException | None = None
@@ -544,8 +606,8 @@ def load(
     scale = opts.pop("scale", scale)
     bias = opts.pop("bias", bias)
     task = opts.pop("task", task)
-    if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {', '.join(_SCALES)}, got {scale!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if task is not None and task not in _TASKS:
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
     if isinstance(bias, bool):
@@ -563,10 +625,15 @@ def load(
     loader = SOURCES[source][0]
     if source in ("libsvm", "hdf5"):
         A, y, n, src_task, info = loader(path, opts, rows, task, comm)
-    elif source == "sklearn":
-        A, y, n, src_task, info = loader(path, opts, rows, task)
     else:
-        A, y, n, src_task, info = loader(opts, rows, task)
+        # a rank's own budget check may fail where another's passes: agree before going on
+        raw, err = None, None
+        try:
+            raw = loader(path, opts, rows, task) if path is not None else loader(opts, rows, task)
+        except ValueError as exc:
+            err = exc
+        agree(comm, err)
+        A, y, n, src_task, info = raw
     if n == 0:
         raise ValueError(f"dataset {spec!r} has no rows")
     r0, _ = rows(n)
