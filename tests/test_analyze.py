@@ -590,3 +590,16 @@ def test_algorithm_flag_agrees_with_the_rule_for_old_logs():
     from ecmpi.algorithms import ALGORITHMS, get
 
     assert {n for n in ALGORITHMS if get(n).self_quantizing} == set(analyze.SELF_QUANTIZING)
+
+
+def test_new_logs_carry_self_quantizing(tmp_path):
+    import ecmpi
+    from ecmpi.log import open_log
+
+    for alg in ("dqgd", "gd"):
+        data = {"problem": "lsq", "dataset": "synthetic:n=200,d=8", "steps": 3, "seed": 0}
+        ecmpi.run(alg, quiet=True, out=tmp_path / f"{alg}.h5", **data)
+    assert open_log(tmp_path / "dqgd.h5").attrs["self_quantizing"] == 1
+    assert open_log(tmp_path / "gd.h5").attrs["self_quantizing"] == 0
+    s = summary(tmp_path).set_index("algorithm")
+    assert s.loc["dqgd", "baseline"] == s.loc["gd", "baseline"] == str(tmp_path / "gd.h5")
