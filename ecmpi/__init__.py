@@ -31,6 +31,14 @@ _LAZY = {
     "analyze": "ecmpi.analyze",
     "run": "ecmpi.session",
     "RunResult": "ecmpi.session",
+    "errors": "ecmpi.errors",
+    "KernelCompileError": "ecmpi.errors",
+    "NetnsUnavailable": "ecmpi.errors",
+    "NonFiniteError": "ecmpi.errors",
+    "ReproduceError": "ecmpi.errors",
+    "RunError": "ecmpi.errors",
+    "SchemaError": "ecmpi.errors",
+    "UsageError": "ecmpi.errors",
 }
 
 __all__ = ["Compressor", "Payload", "__version__", "available", "compressor", *_LAZY]

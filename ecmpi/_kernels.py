@@ -22,6 +22,8 @@ import threading
 from functools import cache
 from typing import Any
 
+from .errors import KernelCompileError
+
 __all__ = [
     "KERNEL_FILES",
     "OPTIONS",
@@ -41,10 +43,6 @@ OPTIONS = ("--fmad=false", "-std=c++17")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 _modules: dict[tuple[str, int], Any] = {}
 _lock = threading.Lock()
-
-
-class KernelCompileError(RuntimeError):
-    """A kernel file failed to compile; the message names it and holds the compiler log."""
 
 
 def _read(name: str) -> str:

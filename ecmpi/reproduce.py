@@ -22,18 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import ReproduceError
 from .experiments import EXPERIMENTS, get_experiment
 from .experiments.base import Experiment, Setting
 
 __all__ = ["ReproduceError", "add_arguments", "find_mpiexec", "main", "reproduce"]
-
-
-class ReproduceError(RuntimeError):
-    """A run failed, a launcher is missing, or an algorithm is not available."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 def find_mpiexec() -> list[str]:

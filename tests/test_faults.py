@@ -395,12 +395,12 @@ CHANNEL_PROTOCOL = textwrap.dedent(
     """
     import sys, time
     from mpi4py import MPI
-    from ecmpi import errors
+    from ecmpi import error_channel
     from ecmpi.log import TrajectoryWriter, open_log
 
     world = MPI.COMM_WORLD
     aborted = []
-    ch = errors.open_channel(world, abort=aborted.append)
+    ch = error_channel.open_channel(world, abort=aborted.append)
     assert ch.enabled == (world.size > 1)
     writer = None
     if world.rank == 0:
@@ -409,11 +409,11 @@ CHANNEL_PROTOCOL = textwrap.dedent(
         ch.attach(writer)
         writer.append({"step": 0, "loss": 1.0})
     world.Barrier()
-    acked = errors.report_failure("ValueError: bad shard") if world.rank == 1 else None
+    acked = error_channel.report_failure("ValueError: bad shard") if world.rank == 1 else None
     if world.rank == 1:
         assert acked is True
     if world.rank == 0:
-        assert errors.report_failure("rank 0 never reports") is False
+        assert error_channel.report_failure("rank 0 never reports") is False
         deadline = time.monotonic() + 30
         while not aborted and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -423,7 +423,7 @@ CHANNEL_PROTOCOL = textwrap.dedent(
         assert len(log) == 1
     world.Barrier()
     t0 = time.perf_counter()
-    errors.close_channel()
+    error_channel.close_channel()
     print(f"rank {world.rank} ok, close {time.perf_counter() - t0:.4f} s", flush=True)
     """
 )

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from .._backend import array_module, to_host
+from ..errors import NonFiniteError, RunError
 from ..log import TrajectoryWriter, save_checkpoint
 from ..progress import Progress
 from .base import Algorithm, RunContext, StepCost, counted_step
@@ -82,14 +83,6 @@ _SIGNALS = tuple(
     )
     if s
 )
-
-
-class RunError(RuntimeError):
-    """A run ended with an error that every rank raises identically (print it once)."""
-
-
-class NonFiniteError(RunError, FloatingPointError):
-    """The iterate became NaN or Inf (``on_nonfinite="error"``)."""
 
 
 @dataclass

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import NetnsUnavailable
+
 __all__ = [
     "MPICH_TCP_ENV",
     "EmulatedCluster",
@@ -47,10 +49,6 @@ __all__ = [
 MPICH_TCP_ENV = {"MPIR_CVAR_CH4_NETMOD": "ofi", "MPIR_CVAR_NOLOCAL": "1", "FI_PROVIDER": "tcp"}
 SUBNET = "10.77.0"
 _RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps)$", re.I)
-
-
-class NetnsUnavailable(RuntimeError):
-    """The machine cannot create namespaces (not root, or ``ip``/``tc`` missing)."""
 
 
 def check_available() -> None:
