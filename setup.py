@@ -38,6 +38,7 @@ setup(
         "h5py>=3.8",
         "numba>=0.58",
         "mpi4py>=3.1",
+        "crc32c>=2.3",
     ],
     extras_require={
         "mpich": ["mpi4py>=3.1", "mpich"],

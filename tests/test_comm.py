@@ -336,3 +336,31 @@ def test_bench_algorithms_option_is_a_deprecated_alias():
         pytest.raises(ValueError, match=r"unknown collective\(s\) \['tree'\]"),
     ):
         run_emulated(2, "1gbit", [4096], algorithms=("tree",))
+
+
+def test_failure_marker_replaces_a_payload_of_the_same_size():
+    from mpi4py import MPI
+
+    import ecmpi
+    from ecmpi.comm.failures import Failures
+
+    c = ecmpi.compressor("qsgd:levels=4,bucket=8")
+    fail = Failures(MPI.COMM_SELF, np.zeros(1), "sra")
+    good, buf = fail.encode("encode its input", c.wire_nbytes(20), c.encode, np.ones(20))
+    assert good is not None and buf is good.buf and not fail.seen(buf) and not fail.any
+    fail.check()  # nothing known: no error
+    bad = np.ones(20)
+    bad[3] = np.inf
+    p, marker = fail.encode("encode its input", c.wire_nbytes(20), c.encode, bad)
+    assert p is None and marker.shape[0] == c.wire_nbytes(20) and marker.dtype == np.uint8
+    assert fail.any and Failures(MPI.COMM_SELF, bad, "sra").seen(marker)
+    with pytest.raises(ValueError, match="payload"):
+        ecmpi.Payload.from_bytes(marker)  # never taken for a payload
+    # once a failure is known nothing more is encoded, and the raise names the rank
+    assert fail.encode("encode", None, c.encode, np.ones(20))[0] is None
+    with pytest.raises(
+        ValueError,
+        match=r"allreduce \(sra\) failed on rank 0: rank 0 could not "
+        r"encode its input: qsgd: input holds 1 NaN/Inf",
+    ):
+        fail.check()
