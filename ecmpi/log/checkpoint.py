@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from ._files import open_read, refresh
+from ._files import damaged_as_schema_error, open_read, refresh
 from .schema import check_schema
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def newest_valid(f: h5py.File) -> tuple[int, bytes] | None:
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
     """The newest valid checkpoint in a log (no MPI), or None if it holds none."""
-    with open_read(path) as f:
+    with open_read(path) as f, damaged_as_schema_error(path):
         check_schema(f, path)
         found = newest_valid(f)
     if found is None:

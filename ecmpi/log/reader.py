@@ -1,6 +1,7 @@
 """Reading a log: :func:`open_log`, safe while a run is still writing it.
 
-The file is opened read-only with ``swmr=True`` (a plain open if that fails), every
+The file is opened read-only with ``swmr=True`` (a plain open if that fails; a damaged
+file raises :class:`~ecmpi.errors.SchemaError`, see :mod:`ecmpi.log._files`), every
 dataset refreshed, and the trajectory cut to its complete rows: the writer writes
 ``step`` last in each row, so a row whose ``step`` is still the fill value -1 (a
 crash between columns) is left out.
@@ -17,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._files import open_read, refresh
+from ._files import damaged_as_schema_error, open_read, refresh
 from .checkpoint import newest_valid
 from .schema import SchemaError, check_schema, decode_attr
 
@@ -73,9 +74,9 @@ def open_log(path: str | os.PathLike) -> TrajectoryLog:
 
     Raises:
         FileNotFoundError: no such file.
-        SchemaError: not an ecmpi log, or another schema version.
+        SchemaError: not an ecmpi log, another schema version, or a damaged file.
     """
-    with open_read(path) as f:
+    with open_read(path) as f, damaged_as_schema_error(path):
         check_schema(f, path)
         attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
         try:
