@@ -134,7 +134,10 @@ def run_session(
         def read() -> tuple[dict[str, Any], int]:
             log = open_log(resume)
             if log.checkpoint_step is None:
-                raise ValueError(f"{resume} holds no checkpoint (run with --checkpoint-every N)")
+                raise ValueError(
+                    f"{resume} holds no checkpoint (run with --checkpoint-every N): it cannot "
+                    "be resumed; start the run again without --resume"
+                )
             if int(log.attrs.get("n_ranks", -1)) != world.size:
                 raise ValueError(
                     f"{resume} was run on {log.attrs.get('n_ranks')} ranks; resume it with "

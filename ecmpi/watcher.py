@@ -17,6 +17,11 @@ What it cannot cover: a node that loses power, or a batch system that kills the
 job's whole process tree (Slurm's cgroup process tracking kills the watcher
 too). Such logs stay ``running``; they still open and hold every flushed row.
 Set ``ECMPI_LOG_WATCHER=0`` to not start the watcher.
+
+The watcher writes to rank 0's stderr (the job's error output): when it cannot mark
+the log (a damaged file), it says so there in one line and exits with status 1. It
+also deletes the log's space reserve (:mod:`ecmpi.log.space`), which the dead writer
+would have released.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ def watch(path: str | os.PathLike) -> LogWatcher | None:
             [sys.executable, "-c", _PROGRAM, str(Path(path).resolve()), str(dev), str(ino)],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=None,  # rank 0's: a failure to mark the log is seen, not lost
             start_new_session=True,
             close_fds=True,
         )
@@ -95,11 +100,26 @@ def watch(path: str | os.PathLike) -> LogWatcher | None:
 
 
 def _on_writer_death(path: str, dev: int, ino: int) -> None:
-    from .log.crash import mark_killed
+    from .log.crash import file_identity, mark_killed
+    from .log.space import reserve_path
 
-    mark_killed(
-        path,
-        "the process writing this log was killed (a signal, or the MPI launcher ending the "
-        "job after another rank died); rows and checkpoints up to then are kept",
-        identity=(dev, ino),
-    )
+    try:
+        if file_identity(path) == (dev, ino):  # not the reserve of a later run
+            reserve_path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+    try:
+        mark_killed(
+            path,
+            "the process writing this log was killed (a signal, or the MPI launcher ending "
+            "the job after another rank died); rows and checkpoints up to then are kept",
+            identity=(dev, ino),
+        )
+    except Exception as exc:
+        print(
+            f"ecmpi log watcher: the writer of {path} died and the log could not be marked "
+            f"failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(1)

@@ -22,6 +22,7 @@ Modules:
 - :mod:`~ecmpi.log.reader`: :func:`open_log`, :class:`TrajectoryLog`.
 - :mod:`~ecmpi.log.checkpoint`: packing the state, the two slots, save/load (collective).
 - :mod:`~ecmpi.log.crash`: :func:`mark_killed` for the log of a killed writer.
+- :mod:`~ecmpi.log.space`: the disk space reserved for a log's last writes (full disks).
 """
 
 from __future__ import annotations

@@ -39,8 +39,12 @@ def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, i
 
     Acts only on the file that still is ``identity`` (see :func:`file_identity`) and
     still says ``running``: a log that a later run or a resume replaced, or that its
-    writer closed, is left alone. The writer's SWMR "open for write" flags are
+    writer closed, is left alone. The dead writer's "open for write" flags are
     cleared first (what ``h5clear -s`` does), in place: nothing is rewritten.
+
+    Raises:
+        ValueError: not an HDF5 file whose superblock can be checked (left untouched).
+        SchemaError: not a readable ecmpi log.
 
     Returns:
         True if the log was marked.
@@ -52,10 +56,12 @@ def mark_killed(path: str | os.PathLike, message: str, *, identity: tuple[int, i
     try:
         if file_identity(fd) != tuple(identity):
             return False
+        # first, so that a writer killed before SWMR (flags that no reader gets past)
+        # leaves a file that opens; a closed file has no flags and stays untouched
+        clear_consistency_flags(fd)
         with open_read(path) as f:
             if decode_attr(f.attrs.get("status")) != "running":
                 return False
-        clear_consistency_flags(fd)
         with open_for_update(path) as f:
             if file_identity(f.id.get_vfd_handle()) != tuple(identity):  # replaced meanwhile
                 return False

@@ -1,8 +1,11 @@
 """Writing a log (rank 0 only): :class:`TrajectoryWriter`.
 
-Crash safety: the file is created with ``libver="latest"``, every dataset is
-created up front, then the writer switches to HDF5 single-writer/multiple-reader
-(SWMR) mode, in which the file on disk stays consistent at every flush. Each
+Crash safety: the file is created with ``libver="latest"`` under a temporary name,
+every dataset created up front, closed (an ordinary HDF5 file: a run killed before
+its first step leaves a log that any tool opens) and renamed into place. At
+:meth:`TrajectoryWriter.start` the writer reopens it and switches to HDF5
+single-writer/multiple-reader (SWMR) mode, in which the file on disk stays
+consistent at every flush. Each
 logged row is flushed at once, so ``kill -9`` leaves a file holding every row
 logged before it (open it with ``h5py.File(path, "r", swmr=True)``, or run
 ``h5clear -s`` on it first for tools that do not know SWMR). Checkpoints go to two
@@ -12,6 +15,11 @@ normally to set ``status`` and write ``x_final``. :meth:`TrajectoryWriter.mark_f
 does the same from another thread (an error reported by another rank while this one
 waits in MPI); a lock keeps it apart from row and checkpoint writes, and later
 writes are dropped.
+
+A full disk: space is reserved beside the log and checked before each checkpoint
+(:mod:`ecmpi.log.space`); a write that fails with ENOSPC gives the reserve back and
+raises one ``OSError(ENOSPC)``, and the file is then closed with the space freed, so
+its rows and its last complete checkpoint stay readable and the status is recorded.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from ._files import open_for_update
 from .checkpoint import read_checkpoint
 from .reader import open_log
 from .schema import BASE_COLUMNS, ROOT_ATTRS, SCHEMA, STATUSES, encode_attr, encode_config, utc_now
+from .space import MARGIN_BYTES, SpaceReserve, ensure_space, free_bytes, is_no_space, no_space_error
 
 __all__ = ["TrajectoryWriter"]
 
@@ -74,8 +83,36 @@ class TrajectoryWriter:
         if self.path.parent and not self.path.parent.exists():
             raise FileNotFoundError(f"output directory {self.path.parent} does not exist")
         tmp = self.path.with_name(self.path.name + ".tmp")
-        self._f = h5py.File(tmp, "w", libver="latest")
-        f = self._f
+        self._reserve = SpaceReserve(self.path)
+        self._f: h5py.File | None = None
+        self._pending: list[dict[str, float]] = []
+        self._nrows = 0
+        self._started = False
+        self._closed = False
+        self._marked_failed = False
+        self._lock = threading.RLock()
+        self._warned: set[str] = set()
+        self._names: list[str] = []  # the trajectory columns, in creation order
+        try:
+            with h5py.File(tmp, "w", libver="latest") as f:
+                self._create(f, attrs, config, initial_rows, initial_checkpoint)
+            os.replace(tmp, self.path)
+        except BaseException as exc:
+            self._f = None
+            tmp.unlink(missing_ok=True)
+            self._reserve.release()
+            if is_no_space(exc):
+                raise no_space_error(self.path, "creating") from None
+            raise
+
+    def _create(
+        self,
+        f: h5py.File,
+        attrs: Mapping[str, Any],
+        config: Mapping[str, Any],
+        initial_rows: Mapping[str, np.ndarray] | None,
+        initial_checkpoint: tuple[int, bytes] | None,
+    ) -> None:
         defaults: dict[str, Any] = {k: "none" for k in ROOT_ATTRS}
         defaults.update({k: float("nan") for k in ("f_star", "L", "mu")})
         defaults.update(schema=SCHEMA, n_ranks=1, seed=0, status="running", started_at=utc_now())
@@ -88,26 +125,17 @@ class TrajectoryWriter:
         merged["config"] = encode_config(config)
         for k, v in merged.items():
             f.attrs[k] = encode_attr(v)
-        self._traj = f.create_group("trajectory")
-        self._cols: dict[str, h5py.Dataset] = {}
-        for name in BASE_COLUMNS:
-            self._new_column(name)
+        f.create_group("trajectory")
         ck = f.create_group("checkpoint")
         ck.attrs["format"] = "npz; see ecmpi.log.pack_state"
-        self._slots = [
+        for i in range(2):
             ck.create_dataset(
                 f"slot{i}", shape=(0,), maxshape=(None,), chunks=(_CKPT_CHUNK,), dtype="u1"
             )
-            for i in range(2)
-        ]
-        self._index = ck.create_dataset("index", data=np.full((2, 3), -1, dtype=np.int64))
-        self._pending: list[dict[str, float]] = []
-        self._nrows = 0
-        self._started = False
-        self._closed = False
-        self._marked_failed = False
-        self._lock = threading.RLock()
-        self._warned: set[str] = set()
+        ck.create_dataset("index", data=np.full((2, 3), -1, dtype=np.int64))
+        self._bind(f)
+        for name in BASE_COLUMNS:
+            self._new_column(name)
         if initial_rows is not None:
             extras = [k for k in initial_rows if k not in BASE_COLUMNS]
             for name in extras:
@@ -119,9 +147,23 @@ class TrajectoryWriter:
                 ds[:] = col
             self._nrows = n
         if initial_checkpoint is not None:
-            self._write_slot(0, *initial_checkpoint)
-        f.flush()
-        os.replace(tmp, self.path)
+            self._write_slot_unchecked(0, *initial_checkpoint)
+        self._f = None
+
+    def _bind(self, f: h5py.File) -> None:
+        """Take the handles of the open file ``f`` (its datasets by name)."""
+        self._f = f
+        self._traj = f["trajectory"]
+        self._cols: dict[str, h5py.Dataset] = {name: self._traj[name] for name in self._names}
+        ck = f["checkpoint"]
+        self._slots = [ck["slot0"], ck["slot1"]]
+        self._index = ck["index"]
+
+    def _reopen(self) -> h5py.File:
+        """The created file opened for writing again (not SWMR), handles bound."""
+        f = h5py.File(self.path, "r+", libver="latest")
+        self._bind(f)
+        return f
 
     @classmethod
     def resume(
@@ -178,10 +220,11 @@ class TrajectoryWriter:
             dtype=np.int64 if is_step else np.float64,
             fillvalue=-1 if is_step else np.nan,
         )
+        self._names.append(name)
 
     @property
     def columns(self) -> list[str]:
-        return list(self._cols)
+        return list(self._names)
 
     @property
     def started(self) -> bool:
@@ -195,11 +238,13 @@ class TrajectoryWriter:
             self._start(extras)
 
     def _start(self, extras: Sequence[str]) -> None:
-        for name in extras:
-            if name not in self._cols:
-                self._new_column(name)
-        self._f.flush()
-        self._f.swmr_mode = True
+        with self._io_errors("starting"):
+            self._reopen()
+            for name in extras:
+                if name not in self._cols:
+                    self._new_column(name)
+            self._f.flush()
+            self._f.swmr_mode = True
         self._started = True
         pending, self._pending = self._pending, []
         for row in pending:
@@ -218,16 +263,26 @@ class TrajectoryWriter:
             self._write_row(row)
 
     def _write_row(self, row: Mapping[str, float]) -> None:
-        with self._lock, self._io_errors():
+        with self._lock, self._io_errors("writing a row to"):
             self._write_row_unchecked(row)
 
     @contextlib.contextmanager
-    def _io_errors(self) -> Iterator[None]:
-        """HDF5 write failures (h5py raises RuntimeError, e.g. a full disk) as one OSError."""
+    def _io_errors(self, what: str) -> Iterator[None]:
+        """HDF5 write failures (h5py raises RuntimeError) as one OSError.
+
+        A full disk (ENOSPC, EDQUOT) gives the reserved space back first, so that
+        closing the file afterwards can flush its metadata, and is reported as
+        :func:`~ecmpi.log.space.no_space_error`.
+        """
         try:
             yield
-        except RuntimeError as exc:
-            raise OSError(f"cannot write the log {self.path}: {exc}") from exc
+        except (RuntimeError, OSError) as exc:
+            if is_no_space(exc):
+                self._reserve.release()
+                raise no_space_error(self.path, what) from None
+            if isinstance(exc, RuntimeError):
+                raise OSError(f"cannot write the log {self.path}: {exc}") from exc
+            raise
 
     def _write_row_unchecked(self, row: Mapping[str, float]) -> None:
         unknown = [k for k in row if k not in self._cols and k not in self._warned]
@@ -253,8 +308,11 @@ class TrajectoryWriter:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _write_slot(self, slot: int, step: int, blob: bytes) -> None:
-        with self._lock, self._io_errors():
-            self._write_slot_unchecked(slot, step, blob)
+        with self._lock:
+            chunks = -(-len(blob) // _CKPT_CHUNK)  # HDF5 allocates whole chunks
+            ensure_space(self.path, chunks * _CKPT_CHUNK)
+            with self._io_errors("writing a checkpoint to"):
+                self._write_slot_unchecked(slot, step, blob)
 
     def _write_slot_unchecked(self, slot: int, step: int, blob: bytes) -> None:
         ds = self._slots[slot]
@@ -274,11 +332,23 @@ class TrajectoryWriter:
         written last, each step flushed: see :mod:`ecmpi.log.checkpoint`.
         """
         with self._lock:
-            if self._marked_failed:
+            if self._marked_failed or self._closed:
                 return
-            idx = self._index[()]
-            newest = int(np.argmax(idx[:, 0])) if idx[:, 0].max() >= 0 else 1
-            self._write_slot(1 - newest, step, blob)
+            if self._f is None:  # before start(): the file is closed
+                with self._io_errors("writing a checkpoint to"):
+                    self._reopen()
+                try:
+                    self._write_newer_slot(step, blob)
+                finally:
+                    self._f.close()
+                    self._f = None
+                return
+            self._write_newer_slot(step, blob)
+
+    def _write_newer_slot(self, step: int, blob: bytes) -> None:
+        idx = self._index[()]
+        newest = int(np.argmax(idx[:, 0])) if idx[:, 0].max() >= 0 else 1
+        self._write_slot(1 - newest, step, blob)
 
     # -- end --------------------------------------------------------------------------------
     def close(
@@ -297,17 +367,33 @@ class TrajectoryWriter:
             self._close(status, x_final, extra_attrs)
 
     def _close(self, status: str, x_final: Any, extra_attrs: Mapping[str, Any] | None) -> None:
+        attrs = dict(extra_attrs or {})
+        self._reserve.release()  # the space for the last flushes and the final update
         if not self._started:
             self._start(())
-        self._f.close()
-        self._closed = True
-        with open_for_update(self.path) as f:
-            if x_final is not None:
-                f.create_dataset("x_final", data=np.asarray(x_final))
+        try:
+            if self._f is not None:
+                with self._io_errors("closing"):
+                    self._f.close()
+        finally:
+            self._f = None
+            self._closed = True
+        x = None if x_final is None else np.asarray(x_final)
+        no_space = None
+        if x is not None and free_bytes(self.path) < x.nbytes + MARGIN_BYTES:
+            no_space = no_space_error(self.path, "writing x_final to")
+            x = None
+            status = "failed"
+            attrs.update(stop_reason="exception", message=f"OSError: {no_space.strerror}")
+        with self._io_errors("closing"), open_for_update(self.path) as f:
+            if x is not None:
+                f.create_dataset("x_final", data=x)
             f.attrs["finished_at"] = utc_now()
-            for k, v in (extra_attrs or {}).items():
+            for k, v in attrs.items():
                 f.attrs[k] = encode_attr(v)
             f.attrs["status"] = status
+        if no_space is not None:
+            raise no_space
 
     def mark_failed(self, message: str) -> None:
         """End the log with status ``failed``, ``stop_reason`` ``exception`` and ``message``.
@@ -326,9 +412,12 @@ class TrajectoryWriter:
     def abandon(self) -> None:
         """Close the file as it is (status stays ``running``)."""
         with self._lock:
+            self._reserve.release()
             if not self._closed:
                 self._closed = True
                 try:
-                    self._f.close()
+                    if self._f is not None:
+                        self._f.close()
                 except Exception:
                     pass
+                self._f = None
