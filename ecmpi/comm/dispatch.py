@@ -139,6 +139,9 @@ def allreduce(
     Raises:
         ValueError, TypeError: bad arguments (both ``collective`` and ``algorithm``:
             TypeError), or (with ``check``) ranks that disagree.
+        ValueError: on every rank alike, when a rank could not encode (NaN/Inf,
+            a value beyond the codec's range, a sum that overflowed) or decode;
+            the message names the rank(s) (:mod:`ecmpi.comm.failures`).
     """
     error: Exception | None = None
     c = down = entry = None

@@ -26,7 +26,7 @@ Layout (all integers little-endian)::
 The total length is a function of the header alone, so :meth:`Payload.from_bytes`
 checks the length, magic, version and every field's range before any section is
 touched, then the checksum over the whole message (header and body, so a flipped
-bit anywhere is caught); decoders refuse non-finite scales. A receiver that knows
+bit anywhere is caught). A receiver that knows
 the decoded length passes it (``n=``): a header claiming another length is
 refused before anything is allocated. :attr:`Payload.nbytes` is the exact size
 on the wire.
