@@ -79,9 +79,17 @@ def test_run_refuses_an_out_that_is_its_dataset_or_config(tmp_path, capsys):
     assert cfg.read_text() == text
 
 
+def _fifo(tmp_path):
+    """A non-regular file (standing in for a device such as /dev/null)."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
 def test_run_refuses_an_out_that_is_not_a_regular_file(tmp_path, capsys):
-    _usage_error(["run", "gd", *DATA, "--out", "/dev/null", "--overwrite"], capsys, "regular")
-    assert Path("/dev/null").is_char_device()
+    fifo = _fifo(tmp_path)
+    _usage_error(["run", "gd", *DATA, "--out", str(fifo), "--overwrite"], capsys, "regular")
+    assert fifo.is_fifo()
     _usage_error(["run", "gd", *DATA, "--out", str(tmp_path), "--overwrite"], capsys, "directory")
 
 
@@ -93,11 +101,9 @@ def test_analyze_never_replaces_a_log(tmp_path, capsys):
     other = tmp_path / "other.h5"
     shutil.copy(log, other)
     _usage_error(["analyze", str(log), "--out", str(other)], capsys, "HDF5 file")
-    _usage_error(
-        ["analyze", str(tmp_path), "--plot", str(log.with_suffix(".png")), "--out", "/dev/null"],
-        capsys,
-        "regular",
-    )
+    fifo = _fifo(tmp_path)
+    _usage_error(["analyze", str(log), "--out", str(fifo)], capsys, "regular")
+    _usage_error(["analyze", str(log), "--plot", str(tmp_path)], capsys, "must end in")
     assert log.read_bytes() == before and other.read_bytes() == before
     table = tmp_path / "table.md"
     assert cli.main(["analyze", str(log), "--out", str(table), "--format", "md"]) == 0
@@ -271,3 +277,13 @@ def test_hdf5_complex_or_huge_declared_data_is_refused(tmp_path):
     assert big.stat().st_size < 10**6
     with pytest.raises(ValueError, match="beyond the budget"):
         load(f"hdf5:{big}", comm=SELF)
+
+
+def test_bench_outputs_never_replace_a_log_or_a_device(tmp_path, capsys):
+    log = tmp_path / "run.h5"
+    assert cli.main(["run", "gd", *DATA, "--steps", "1", "--quiet", "--out", str(log)]) == 0
+    before = log.read_bytes()
+    _usage_error(["bench", "allreduce", "--sizes", "1K", "--out", str(log)], capsys, "HDF5 file")
+    fifo = _fifo(tmp_path)
+    _usage_error(["bench", "compress", "--sizes", "1K", "--json", str(fifo)], capsys, "regular")
+    assert log.read_bytes() == before and fifo.is_fifo()

@@ -268,6 +268,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run under ``mpiexec``; rank 0 prints the table and writes ``--out``."""
+    if args.out:
+        from ..outputs import check_output
+
+        check_output(args.out, refuse_hdf5=True)  # never a log or a device
     if getattr(args, "emulate", None):
         from .emulate import main_allreduce
 

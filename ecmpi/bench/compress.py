@@ -157,6 +157,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print a Markdown table (and the machine it ran on)."""
+    if args.json:
+        from ..outputs import check_output
+
+        check_output(args.json, refuse_hdf5=True, option="--json")  # never a log or a device
     sizes = [parse_entries(s) for s in args.sizes.split(",") if s.strip()]
     specs = [s.strip() for s in args.compressors.split(";") if s.strip()]
     prev = _fused.set_enabled(False) if args.reference else _fused.enabled()
