@@ -285,9 +285,9 @@ def _check_batch(batch_size: int, problem: Any, comm: Any) -> None:
     """Refuse a minibatch larger than the smallest non-empty shard (collective)."""
     from mpi4py import MPI
 
-    rows = int(problem.n_local) if problem.n_local else 2**62
+    rows = int(problem.n_local) or math.inf  # a rank without rows draws no batch
     smallest = comm.allreduce(rows, op=MPI.MIN)
-    if 0 < batch_size and smallest < 2**62 and batch_size > smallest:
+    if 0 < batch_size and batch_size > smallest:
         raise UsageError(
             f"--batch-size {batch_size} exceeds the {smallest} rows of the smallest shard; "
             f"give at most {smallest}, or 0 for the full local gradient"
