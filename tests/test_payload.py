@@ -82,12 +82,12 @@ def test_payload_from_allocate(h, salt):
     body = np.random.default_rng(salt).integers(0, 256, p.nbytes - HEADER_SIZE, dtype=np.uint8)
     p.buf[HEADER_SIZE:] = body
     p.seal()
-    q = Payload.from_bytes(p.to_bytes())
+    q = Payload.from_bytes(p.to_bytes(), n=h.n)  # any n, as the receiver states it
     assert q.header == h and q.to_bytes() == p.to_bytes()
     with pytest.raises(ValueError, match=r"truncated|too short"):
-        Payload.from_bytes(p.to_bytes()[:-1])
+        Payload.from_bytes(p.to_bytes()[:-1], n=h.n)
     with pytest.raises(ValueError, match="too long"):
-        Payload.from_bytes(p.to_bytes() + b"\0")
+        Payload.from_bytes(p.to_bytes() + b"\0", n=h.n)
 
 
 def _only_clean_errors(data):
@@ -184,6 +184,8 @@ def test_header_lying_about_n_refused_before_allocation(spec):
     lie = _resealed(raw)
     with pytest.raises(ValueError, match="expects 41"):
         Payload.from_bytes(lie, n=41)
+    with pytest.raises(ValueError, match="claims 4294967295 entries from"):
+        Payload.from_bytes(lie)  # no stated length: bounded by the message size
     assert Payload.from_bytes(_encode(spec, 41).to_bytes(), n=41).n == 41
 
 

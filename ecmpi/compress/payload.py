@@ -91,6 +91,11 @@ VALUE_FORMATS: dict[int, tuple[str, int]] = {
     4: ("f64", 8),
 }
 _U32 = 0xFFFFFFFF
+#: without a stated length, a payload may describe at most this many entries per
+#: byte, or ``_FREE_ENTRIES`` (so a lying header of a sparse codec cannot make
+#: the decoder allocate gigabytes); pass ``n=`` to accept any length
+_ENTRIES_PER_BYTE = 4096
+_FREE_ENTRIES = 1 << 24
 
 
 def dtype_code(dtype: Any) -> int:
@@ -254,8 +259,9 @@ class Payload:
 
         Args:
             data: the message.
-            n: the decoded length the receiver expects (None: any); a header
-                claiming another length is refused before any allocation.
+            n: the decoded length the receiver expects; a header claiming
+                another length is refused before any allocation. None: any length
+                up to 4096 entries per byte of the message (at least 2**24).
 
         Raises:
             ValueError: truncated, over-long or corrupted bytes, a length other
@@ -273,11 +279,16 @@ class Payload:
         head = buf[:HEADER_SIZE]
         raw = bytes(head.get() if hasattr(head, "get") else head)
         header = Header.unpack(raw)
+        total = header.total_nbytes
         if n is not None and header.n != n:
             raise ValueError(
                 f"payload of {header.n} entries ({header.codec_name}), this receiver expects {n}"
             )
-        total = header.total_nbytes
+        if n is None and header.n > max(_FREE_ENTRIES, _ENTRIES_PER_BYTE * total):
+            raise ValueError(
+                f"payload header claims {header.n} entries from {total} bytes "
+                f"({header.codec_name}); pass Payload.from_bytes(data, n=...) to accept it"
+            )
         out = cls(header, buf)
         (crc,) = struct.unpack("<I", raw[HEADER_SIZE - 4 : HEADER_SIZE])
         if buf.shape[0] != total:
