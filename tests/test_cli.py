@@ -98,7 +98,15 @@ def test_config_file_cli_precedence_and_echo(tmp_path, capsys):
         "stage_growth": 2.0,
         "decay": 0.5,
     }
-    assert c["resolved"]["lr"] == pytest.approx(1.0 / log.attrs["L"])
+    from mpi4py import MPI
+
+    from ecmpi.algorithms.sgd import batch_smoothness
+    from ecmpi.problems import make
+
+    prob = make("lsq", "synthetic:n=200,d=8", comm=MPI.COMM_SELF)
+    assert prob.L == pytest.approx(log.attrs["L"])
+    # stochastic drivers: 1/L_b, the expected smoothness of a 4-row minibatch
+    assert c["resolved"]["lr"] == pytest.approx(1.0 / batch_smoothness(prob, 4))
     assert log.attrs["algorithm"] == "sgd" and log.attrs["seed"] == 9
     assert log.attrs["n_ranks"] == 1 and log.status == "completed"
     assert list(log.trajectory["step"]) == list(range(7))
