@@ -276,11 +276,12 @@ SNAPSHOT_HYPERS = (
         "p",
         str,
         "auto",
-        "snapshot probability: auto = delta under compression, else 1/m (with p = 1/m the "
-        "compressed messages make no progress: each snapshot refresh must be matched by "
-        "about 1/delta compressed rounds, so p follows C's contraction); a number, 1/m "
-        "(m = N/(P*batch)), ratio (wire/raw bits) or delta (C's contraction factor, K/d for "
-        "topk)",
+        "snapshot probability: auto = delta under compression, else 1/m. Why: error "
+        "feedback passes a gradient through C over about 1/delta rounds, and a snapshot "
+        "refreshed more often (p = 1/m = 1 with full local gradients) stops all progress "
+        "(docs/algorithms/ec-lkatyusha.md; the paper: p in proportion to K/d). Also: a "
+        "number, 1/m (m = N/(P*batch)), ratio (wire/raw bits) or delta (C's contraction "
+        "factor, K/d for topk)",
     ),
     Hyper("p_scale", float, 1.0, "p = p_scale * compression ratio (or delta) for p=ratio/delta"),
     Hyper(
