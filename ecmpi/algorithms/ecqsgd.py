@@ -97,26 +97,23 @@ def resolve_alpha(value: str | float, omega: float, beta: float) -> tuple[float,
     ``alpha^2*omega + (beta - alpha)^2 < 1`` when a user-set alpha violates it,
     or when no alpha satisfies it (``beta^2 >= (1 + omega)/omega``).
     """
-    bound = "alpha^2*omega + (beta - alpha)^2 < 1"
-    if value == "auto":
-        alpha = auto_alpha(omega, beta)
-        stab = stability(omega, alpha, beta)
-        if math.isfinite(stab) and stab >= 1.0:
-            return alpha, (
-                f"ecq-sgd: no alpha satisfies the stability condition {bound} for "
-                f"beta={beta} and omega={omega:.4g}: the best, alpha={alpha:.4g}, gives "
-                f"{stab:.4g}; lower beta (beta^2 < (1 + omega)/omega)"
-            )
-        return alpha, None
-    alpha = float(value)
+    auto = value == "auto"
+    alpha = auto_alpha(omega, beta) if auto else float(value)
     stab = stability(omega, alpha, beta)
-    if math.isfinite(omega) and stab >= 1.0:
+    if not (math.isfinite(stab) and stab >= 1.0):
+        return alpha, None
+    bound = "alpha^2*omega + (beta - alpha)^2 < 1"
+    if auto:
         return alpha, (
-            f"ecq-sgd: alpha={alpha:g}, beta={beta:g} violate the stability condition {bound}: "
-            f"{stab:.4g} >= 1 with omega={omega:.4g}; error feedback may diverge "
-            f"(--alpha auto picks {auto_alpha(omega, beta):.4g})"
+            f"ecq-sgd: no alpha satisfies the stability condition {bound} for beta={beta} "
+            f"and omega={omega:.4g}: the best, alpha={alpha:.4g}, gives {stab:.4g}; "
+            "lower beta (beta^2 < (1 + omega)/omega)"
         )
-    return alpha, None
+    return alpha, (
+        f"ecq-sgd: alpha={alpha:g}, beta={beta:g} violate the stability condition {bound}: "
+        f"{stab:.4g} >= 1 with omega={omega:.4g}; error feedback may diverge "
+        f"(--alpha auto picks {auto_alpha(omega, beta):.4g})"
+    )
 
 
 #: the seed phase each collective uses for a worker's whole-vector encode
