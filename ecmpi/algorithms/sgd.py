@@ -24,7 +24,8 @@ same iterate bit for bit. With P workers, worker p's node objective f_p
   the collective is compensated (with ``sra``/``ring`` also the second,
   server level one); scaled, the worker residual ``e_p = p - v`` is kept by
   :class:`ecmpi.algorithms.ec.CompensatedMean`, as in the error-compensated
-  family.
+  family (the collective's own feedback is then off, so with ``sra``/``ring``
+  the server-level re-compression is not compensated).
 
 Step sizes (``--lr``; default ``1/L`` for ``gd``, ``1/L_b`` for the stochastic
 ones, the expected smoothness of a b-row minibatch, :func:`batch_smoothness`,
