@@ -5,8 +5,8 @@ file unreadable. So the writer keeps the disk from filling at the moments that m
 
 - at creation it reserves space in a sidecar file ``<log>.reserve`` (up to
   :data:`RESERVE_BYTES`, at most a quarter of the free space; best effort);
-- before each checkpoint it checks that the checkpoint fits (:func:`ensure_space`),
-  raising ENOSPC before touching the file;
+- before each checkpoint it checks that the space the checkpoint adds to the file
+  fits (:func:`ensure_space`), raising ENOSPC before touching the file;
 - when a write fails with ENOSPC anyway, or when the run ends, it deletes the reserve,
   so that closing the file (the pending metadata) and writing the final status fit.
 
@@ -34,7 +34,7 @@ __all__ = [
 #: the most space reserved beside a log for its final write
 RESERVE_BYTES = 1 << 20
 #: HDF5 metadata allowed for on top of the bytes of a write
-MARGIN_BYTES = 1 << 16
+MARGIN_BYTES = 1 << 14
 _MIN_RESERVE = 1 << 14
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -70,13 +70,13 @@ def no_space_error(log: str | os.PathLike, what: str) -> OSError:
     """The one error a run reports when the disk is full (errno ENOSPC)."""
     return OSError(
         errno.ENOSPC,
-        f"No space left on device while {what} the log {log}; the rows and the checkpoint "
+        f"No space left on device while {what} the log {log}; the rows and any checkpoint "
         "written before are kept (free some space, then continue with --resume)",
     )
 
 
 def ensure_space(log: str | os.PathLike, nbytes: int) -> None:
-    """Raise :func:`no_space_error` unless ``nbytes`` (plus :data:`MARGIN_BYTES`) fit.
+    """Raise :func:`no_space_error` unless ``nbytes`` more (plus :data:`MARGIN_BYTES`) fit.
 
     Raises:
         OSError: ENOSPC.

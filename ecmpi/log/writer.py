@@ -309,8 +309,10 @@ class TrajectoryWriter:
     # -- checkpoints ----------------------------------------------------------------------
     def _write_slot(self, slot: int, step: int, blob: bytes) -> None:
         with self._lock:
-            chunks = -(-len(blob) // _CKPT_CHUNK)  # HDF5 allocates whole chunks
-            ensure_space(self.path, chunks * _CKPT_CHUNK)
+            # the bytes the slot grows by: HDF5 allocates whole chunks, and a slot keeps
+            # the chunks of the checkpoint it held before
+            need = -(-len(blob) // _CKPT_CHUNK) * _CKPT_CHUNK
+            ensure_space(self.path, max(0, need - self._slots[slot].id.get_storage_size()))
             with self._io_errors("writing a checkpoint to"):
                 self._write_slot_unchecked(slot, step, blob)
 
