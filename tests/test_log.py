@@ -250,3 +250,23 @@ def test_reader_waits_out_a_brief_writer_lock(tmp_path, hold):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_start_waits_out_a_readers_lock(tmp_path):
+    # between creation and the first row the log is a closed, ordinary HDF5 file that a
+    # reader may be polling; start() reopens it for writing once the reader lets go
+    p = tmp_path / "run.h5"
+    w = _writer(p)
+    w.append(_row(0))
+    with h5py.File(p, "r") as f:  # no writer flags: readable by any HDF5 tool
+        assert f.attrs["status"] == "running"
+    reader = hold_shared_lock(p, 1.0)
+    try:
+        w.start()
+    finally:
+        reader.kill()
+        reader.wait()
+    w.append(_row(1))
+    w.close("completed")
+    log = open_log(p)
+    assert log.status == "completed" and list(log.trajectory["step"]) == [0, 1]

@@ -160,8 +160,9 @@ class TrajectoryWriter:
         self._index = ck["index"]
 
     def _reopen(self) -> h5py.File:
-        """The created file opened for writing again (not SWMR), handles bound."""
-        f = h5py.File(self.path, "r+", libver="latest")
+        """The created file opened for writing again (not SWMR), handles bound; a reader
+        polling it holds its lock for milliseconds, which is waited out."""
+        f = open_for_update(self.path)
         self._bind(f)
         return f
 
