@@ -4,6 +4,7 @@ beyond memory, ambiguous options and malformed data files. Each gets one clear e
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -287,3 +288,34 @@ def test_bench_outputs_never_replace_a_log_or_a_device(tmp_path, capsys):
     fifo = _fifo(tmp_path)
     _usage_error(["bench", "compress", "--sizes", "1K", "--json", str(fifo)], capsys, "regular")
     assert log.read_bytes() == before and fifo.is_fifo()
+
+
+MISMATCH = """
+import sys
+import numpy as np
+from mpi4py import MPI
+import ecmpi
+rank = MPI.COMM_WORLD.rank
+try:
+    ecmpi.allreduce(np.ones(64), "qsgd:levels=4" if rank == 0 else "qsgd:levels=2", seed=rank)
+except ValueError as exc:
+    with open(f"{sys.argv[1]}.{rank}", "w") as fh:
+        fh.write(str(exc))
+"""
+
+
+@pytest.mark.mpi
+def test_mpi_mismatch_message_names_the_values_that_differ(tmp_path):
+    script = tmp_path / "mismatch.py"
+    script.write_text(MISMATCH)
+    proc = subprocess.run(
+        [_mpiexec(), "-n", "2", sys.executable, str(script), str(tmp_path / "err")],
+        env=_env(), capture_output=True, text=True, timeout=TIMEOUT + 30,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    msgs = [(tmp_path / f"err.{r}").read_text() for r in (0, 1)]
+    assert msgs[0] == msgs[1], msgs  # the same error on every rank
+    assert re.search(
+        r"compressor \(qsgd:levels=4,[^;]* on rank 0; qsgd:levels=2,[^;]* on rank 1\)", msgs[0]
+    ), msgs
+    assert "seed (0 on rank 0; 1 on rank 1)" in msgs[0], msgs
