@@ -24,6 +24,7 @@ from ecmpi import cli
 from ecmpi.log import open_log, read_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _tmpfs import tmpfs
 from _waiting import wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -256,17 +257,8 @@ def test_crash_while_writing_a_checkpoint_leaves_the_previous_one(reference, tmp
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 160 KiB tmpfs (root only), unmounted afterwards."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tiny tmpfs to fill (needs root): {proc.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with tmpfs(tmp_path / "tiny", "160k") as mnt:
+        yield mnt
 
 
 @pytest.mark.mpi

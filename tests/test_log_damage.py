@@ -34,6 +34,7 @@ from ecmpi.log import BASE_COLUMNS, TrajectoryWriter, open_log, pack_state, read
 from ecmpi.log.space import reserve_path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _tmpfs import tmpfs
 from _waiting import wait_for_status
 
 TIMEOUT = 120
@@ -49,6 +50,17 @@ def _attrs() -> dict:
 
 def _blob(step: int, d: int = 1000) -> bytes:
     return pack_state({"step": step}, [{"x": np.arange(float(d)) + step}])
+
+
+def _logging(path: Path, rows: int, every: int, d: int = 1000) -> TrajectoryWriter:
+    """A started writer that logged ``rows`` rows and checkpointed every ``every`` steps."""
+    w = TrajectoryWriter(path, _attrs(), {"steps": rows})
+    w.start()
+    for t in range(rows):
+        w.append(_row(t))
+        if t % every == 0:
+            w.write_checkpoint(t, _blob(t, d))
+    return w
 
 
 def _env() -> dict:
@@ -68,18 +80,8 @@ def _mpiexec() -> str:
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 2 MiB tmpfs (root only), unmounted afterwards."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tiny tmpfs to fill (needs root): {proc.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False, timeout=30)
+    with tmpfs(tmp_path / "tiny", "2m") as mnt:
+        yield mnt
 
 
 def _fill(directory: Path, leave: int = 0) -> None:
@@ -100,12 +102,7 @@ def _fill(directory: Path, leave: int = 0) -> None:
 
 def test_full_disk_at_the_final_write_keeps_the_whole_log(tiny_fs):
     p = tiny_fs / "run.h5"
-    w = TrajectoryWriter(p, _attrs(), {"steps": 300})
-    w.start()
-    for t in range(301):
-        w.append(_row(t))
-        if t % 50 == 0:
-            w.write_checkpoint(t, _blob(t))
+    w = _logging(p, 301, every=50)
     _fill(tiny_fs)  # the disk is full when the run ends
     w.close("completed", x_final=np.arange(1000.0), extra_attrs={"stop_reason": "steps"})
     log = open_log(p)
@@ -120,11 +117,7 @@ def test_full_disk_at_the_final_write_keeps_the_whole_log(tiny_fs):
 
 def test_full_disk_mid_run_keeps_rows_and_the_last_checkpoint(tiny_fs):
     p = tiny_fs / "run.h5"
-    w = TrajectoryWriter(p, _attrs(), {"steps": 5000})
-    w.start()
-    for t in range(101):
-        w.append(_row(t))
-    w.write_checkpoint(100, _blob(100))
+    w = _logging(p, 101, every=100)  # checkpoints at 0 and 100
     _fill(tiny_fs)
     with pytest.raises(OSError) as first:
         w.write_checkpoint(101, _blob(101, d=40_000))  # 320 KB: refused before writing
@@ -203,13 +196,7 @@ def damaged(tmp_path_factory):
     """``{(kind, damage): path}`` for a completed and a killed log, each damaged 3 ways."""
     d = tmp_path_factory.mktemp("damaged")
     done = d / "completed.h5"
-    w = TrajectoryWriter(done, {"algorithm": "gd", "n_ranks": 2}, {"steps": 300})
-    w.start()
-    for t in range(300):
-        w.append(_row(t))
-        if t % 100 == 0:
-            w.write_checkpoint(t, _blob(t, d=3000))
-    w.close("completed", x_final=np.zeros(3000))
+    _logging(done, 300, every=100, d=3000).close("completed", x_final=np.zeros(3000))
     killed = d / "killed.h5"
     proc = subprocess.Popen(
         [sys.executable, "-c", HANG, str(killed)],
