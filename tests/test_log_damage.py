@@ -143,7 +143,7 @@ def test_full_disk_mid_run_keeps_rows_and_the_last_checkpoint(tiny_fs):
 @pytest.mark.mpi
 def test_full_disk_ends_a_run_with_one_error_and_a_readable_log(tiny_fs):
     out = tiny_fs / "run.h5"
-    _fill(tiny_fs, leave=300 << 10)
+    _fill(tiny_fs, leave=280 << 10)
     args = ["ef-sgd", "--problem", "logreg", "--dataset", "synthetic:n=400,d=1000"]
     args += ["--l2-rel", "1e-3", "--compressor", "qsgd:levels=16", "--collective", "sra"]
     args += ["--batch-size", "32", "--steps", "300", "--checkpoint-every", "10", "--quiet"]
