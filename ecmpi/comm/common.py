@@ -175,12 +175,16 @@ def chunk_bounds(n: int, parts: int) -> list[tuple[int, int]]:
     return out
 
 
-def agree(comm: Any, fields: dict[str, int], gate: str | None = None) -> None:
+def agree(
+    comm: Any, fields: dict[str, int], gate: str | None = None, labels: dict | None = None
+) -> None:
     """Raise the same ValueError on every rank unless all ranks passed equal ``fields``.
 
     One ``Allreduce(MAX)`` of ``[v, -v]`` (int64) yields each field's max and min.
     Every rank must pass the same keys in the same order. If the field ``gate``
-    differs (e.g. some ranks had invalid arguments), only it is reported.
+    differs (e.g. some ranks had invalid arguments), only it is reported. A field
+    with an entry in ``labels`` (the readable value behind a fingerprint) is
+    reported as each rank's label, gathered on the failure path only.
     """
     from mpi4py import MPI
 
@@ -193,6 +197,19 @@ def agree(comm: Any, fields: dict[str, int], gate: str | None = None) -> None:
     diff = [f"{k} (min {lo[i]}, max {hi[i]})" for i, k in enumerate(names) if hi[i] != lo[i]]
     if gate is not None and any(d.startswith(f"{gate} (") for d in diff):
         diff = [d for d in diff if d.startswith(f"{gate} (")]
+    if diff and labels and not (gate is not None and diff[0].startswith(f"{gate} (")):
+        named = [k for i, k in enumerate(names) if k in labels and hi[i] != lo[i]]
+        every = comm.allgather({k: str(labels[k]) for k in named})
+        for k in named:
+            by_value: dict[str, list[str]] = {}
+            for rank, got in enumerate(every):
+                by_value.setdefault(got.get(k, "?"), []).append(str(rank))
+            shown = "; ".join(
+                f"{v} on rank{'s' if len(rs) > 1 else ''} {', '.join(rs[:4])}"
+                + (f" ({len(rs)} ranks)" if len(rs) > 4 else "")
+                for v, rs in by_value.items()
+            )
+            diff = [f"{k} ({shown})" if d.startswith(f"{k} (") else d for d in diff]
     if diff:
         raise ValueError(
             "ranks disagree on the arguments of a collective call: "

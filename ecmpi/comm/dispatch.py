@@ -175,7 +175,15 @@ def allreduce(
                 }
             )
         try:
-            agree(lcomm, fields, gate="valid arguments")
+            labels = None
+            if error is None:
+                labels = {
+                    "dtype": x.dtype,
+                    "compressor": c.spec,
+                    "seed": ",".join(map(str, parts)),
+                    "downlink": down.spec if down is not None else "none",
+                }
+            agree(lcomm, fields, gate="valid arguments", labels=labels)
         except ValueError:
             if error is None:
                 raise
