@@ -66,27 +66,14 @@ class NetnsUnavailable(RuntimeError):
     """The machine cannot create namespaces (not root, or ``ip``/``tc`` missing)."""
 
 
-# the error channel's names, which this module held before it moved to ecmpi.error_channel
-_MOVED = frozenset(
-    {
-        "POLL_SECONDS",
-        "TAG_ACK",
-        "TAG_ERROR",
-        "ErrorChannel",
-        "active_channel",
-        "close_channel",
-        "open_channel",
-        "report_failure",
-    }
-)
-
-
 def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
+    # the error channel's names, which this module held before they moved
+    channel = importlib.import_module("ecmpi.error_channel")
+    if name not in channel.__all__:
         raise AttributeError(f"module 'ecmpi.errors' has no attribute {name!r}")
     warnings.warn(
         f"ecmpi.errors.{name} moved to ecmpi.error_channel.{name}",
         DeprecationWarning,
         stacklevel=2,
     )
-    return getattr(importlib.import_module("ecmpi.error_channel"), name)
+    return getattr(channel, name)
