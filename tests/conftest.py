@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
+
+# the tests' shared helpers (_launch, _waiting, _tmpfs) import as top-level modules
+sys.path.insert(0, str(Path(__file__).parent))
 
 #: set by mpiexec in each rank (MPICH, Open MPI): ranks load the kernels from the cache
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK")

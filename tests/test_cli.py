@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,19 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _launch import _mpiexec
 
 import ecmpi
 from ecmpi import cli, options
 from ecmpi.log import open_log
 
 DATA = ["--problem", "lsq", "--dataset", "synthetic:n=200,d=8"]
-
-
-def _mpiexec() -> str:
-    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if exe is None:
-        pytest.fail("mpiexec not found")
-    return exe
 
 
 @pytest.mark.parametrize(

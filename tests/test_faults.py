@@ -9,7 +9,6 @@ aside) with one uninterrupted run of the same settings.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _launch import _mpiexec, mpi_env
+from _tmpfs import tmpfs
+from _waiting import wait_for_status
 
 from ecmpi import cli
 from ecmpi.log import open_log, read_checkpoint
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _tmpfs import tmpfs
-from _waiting import wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -53,15 +51,8 @@ ARGS = [
 TIMEOUT = 180
 
 
-def _mpiexec() -> str:
-    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if exe is None:
-        pytest.fail("mpiexec not found")
-    return exe
-
-
-def _env():
-    return dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT), OMP_NUM_THREADS="1")
+def _env() -> dict[str, str]:
+    return mpi_env(TIMEOUT)
 
 
 def _job(args, n=2):

@@ -10,11 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _launch import _mpiexec, mpi_env
 from mpi4py import MPI
 
 from ecmpi import cli, options
@@ -44,15 +44,8 @@ def _one_line_error(args, capsys, needle):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
-def _mpiexec() -> str:
-    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if exe is None:
-        pytest.fail("mpiexec not found")
-    return exe
-
-
-def _env():
-    return dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT), OMP_NUM_THREADS="1")
+def _env() -> dict[str, str]:
+    return mpi_env(TIMEOUT)
 
 
 def _libsvm(tmp_path, text, name="d.svm"):

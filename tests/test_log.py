@@ -9,11 +9,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _waiting import hold_shared_lock
 
 from ecmpi.log import (
     BASE_COLUMNS,
@@ -26,9 +26,6 @@ from ecmpi.log import (
     read_checkpoint,
     unpack_state,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _waiting import hold_shared_lock
 
 
 def _row(t: int, **extra: float) -> dict:

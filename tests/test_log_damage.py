@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,13 +28,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _launch import _mpiexec, mpi_env
+from _tmpfs import tmpfs
+from _waiting import wait_for_status
 
 from ecmpi.log import BASE_COLUMNS, TrajectoryWriter, open_log, pack_state, read_checkpoint
 from ecmpi.log.space import reserve_path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _tmpfs import tmpfs
-from _waiting import wait_for_status
 
 TIMEOUT = 120
 
@@ -63,15 +61,8 @@ def _logging(path: Path, rows: int, every: int, d: int = 1000) -> TrajectoryWrit
     return w
 
 
-def _env() -> dict:
-    return dict(os.environ, MPIEXEC_TIMEOUT=str(TIMEOUT), OMP_NUM_THREADS="1")
-
-
-def _mpiexec() -> str:
-    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if exe is None:
-        pytest.fail("mpiexec not found")
-    return exe
+def _env() -> dict[str, str]:
+    return mpi_env(TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------

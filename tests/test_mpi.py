@@ -9,24 +9,17 @@ aborts the job (see ``tests/mpi/conftest.py``), so nothing hangs.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _launch import _mpiexec as mpiexec
 
 HERE = Path(__file__).parent
 MPI_FILES = sorted((HERE / "mpi").glob("test_*.py"))
 RANKS = [int(n) for n in os.environ.get("ECMPI_TEST_RANKS", "1,2,3,4").split(",")]
 TIMEOUT = int(os.environ.get("ECMPI_MPI_TIMEOUT", "240"))
-
-
-def mpiexec() -> str:
-    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if exe is None:
-        pytest.fail("mpiexec not found: install the 'mpich' extra (pip install -e .[test])")
-    return exe
 
 
 @pytest.mark.mpi

@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ecmpi.log import open_log
-
-sys.path.insert(0, str(Path(__file__).parent))
 from _waiting import wait_for
 from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+from ecmpi.log import open_log
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

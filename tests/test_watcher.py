@@ -14,17 +14,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _waiting import hold_shared_lock, wait_for_status
 
 from ecmpi.log import BASE_COLUMNS, file_identity, mark_killed, open_log, read_checkpoint
 from ecmpi.log.crash import clear_consistency_flags, lookup3
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _waiting import hold_shared_lock, wait_for_status
 
 # a writer that logs rows, checkpoints once, optionally starts the watcher, then either
 # closes normally ("close") or waits to be killed ("hang")
