@@ -38,6 +38,7 @@ _LAZY = {
     "ReproduceError": "ecmpi.errors",
     "RunError": "ecmpi.errors",
     "SchemaError": "ecmpi.errors",
+    "SetupInterrupted": "ecmpi.errors",
     "UsageError": "ecmpi.errors",
 }
 

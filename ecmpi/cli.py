@@ -14,8 +14,9 @@ job: the failing rank prints the message and calls ``MPI_Abort``, so no rank
 waits forever; a failing rank other than 0 first hands the message to rank 0
 through :mod:`ecmpi.error_channel`, which marks the log ``failed``. Exit status:
 0 completed (also a diverged run or a reached target or bit budget), 1 failed,
-2 bad options, 75 interrupted by SIGTERM/SIGUSR1 (checkpointed; continue with
-``--resume``).
+2 bad options, 75 interrupted by SIGTERM/SIGUSR1/SIGINT (checkpointed; continue with
+``--resume``; one that comes before the first step ends the setup at once, with nothing
+to resume).
 """
 
 from __future__ import annotations
@@ -69,20 +70,29 @@ def cmd_run(argv: Sequence[str]) -> int:
         return 0
 
     from .algorithms.loop import SignalLatch
+    from .errors import SetupInterrupted
     from .session import run_session
 
-    # SIGTERM/SIGUSR1 from here to exit: recorded, acted on by the loop (checkpoint, exit
-    # 75); one that comes during setup stops the run at its first step, one after the loop
-    # is ignored (the log already says how the run ended)
-    latch = SignalLatch()
+    # SIGTERM/SIGUSR1/SIGINT from here to exit: one that comes during setup ends it at once
+    # (SetupInterrupted, exit 75), one during the loop is acted on at the next step
+    # (checkpoint, exit 75), one after the loop is ignored (the log says how the run ended)
+    latch = SignalLatch(setup=True)
     known = prescan(argv)
-    result = run_session(
-        world,
-        lambda resumed: resolve_run_options(argv, resumed_config=resumed),
-        resume=known.resume,
-        config=known.config,
-        latch=latch,
-    )
+    try:
+        result = run_session(
+            world,
+            lambda resumed: resolve_run_options(argv, resumed_config=resumed),
+            resume=known.resume,
+            config=known.config,
+            latch=latch,
+        )
+    except SetupInterrupted as exc:
+        if known.resume:
+            raise SetupInterrupted(
+                exc.signum,
+                f"{str(exc).split(';')[0]}; {known.resume} is left unchanged, resume it again",
+            ) from None
+        raise
     if result.status == "interrupted":
         return EXIT_INTERRUPTED
     return 0 if result.status in ("completed", "diverged") else 1
@@ -230,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ecmpi`` console script and ``python -m ecmpi``; returns the status."""
     from .algorithms.loop import RunError
     from .error_channel import close_channel, report_failure
+    from .errors import SetupInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -244,6 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SystemExit as exc:  # --help of a subcommand, or a module's own sys.exit(code)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except SetupInterrupted as exc:  # a signal before the first step: nothing to save
+        if _rank() == 0:  # the launcher gives the signal to every rank: say it once
+            print(f"ecmpi: {exc}", file=sys.stderr, flush=True)
+        _abort_job(EXIT_INTERRUPTED)  # no rank is left waiting for this one
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"ecmpi: interrupted (rank {_rank()})", file=sys.stderr, flush=True)
         _abort_job(130)

@@ -9,6 +9,7 @@ Each is also importable from the module that raises it (``ecmpi.log.SchemaError`
     RuntimeError
         RunError             a run ended with an error every rank raises identically
             NonFiniteError   (also a FloatingPointError) the iterate became NaN or Inf
+        SetupInterrupted     SIGTERM/SIGUSR1/SIGINT came before a run's first step
         ReproduceError       a paper experiment could not be run
         KernelCompileError   a CUDA kernel file failed to compile
         NetnsUnavailable     network namespaces cannot be created here
@@ -30,6 +31,7 @@ __all__ = [
     "ReproduceError",
     "RunError",
     "SchemaError",
+    "SetupInterrupted",
     "UsageError",
 ]
 
@@ -48,6 +50,29 @@ class RunError(RuntimeError):
 
 class NonFiniteError(RunError, FloatingPointError):
     """The iterate became NaN or Inf (``on_nonfinite="error"``)."""
+
+
+class SetupInterrupted(RuntimeError):
+    """A stop signal came while a run was being set up (data, problem), before its first step.
+
+    Nothing was run or checkpointed: ``ecmpi run`` exits with status 75 and the run is
+    started again from the beginning.
+
+    Attributes:
+        signum: the signal received.
+    """
+
+    def __init__(self, signum: int, message: str | None = None):
+        import signal
+
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        super().__init__(
+            message or f"interrupted during setup ({name}); nothing to resume, start the run again"
+        )
+        self.signum = signum
 
 
 class ReproduceError(RuntimeError):

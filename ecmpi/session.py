@@ -66,6 +66,7 @@ def run(algorithm: str, *, comm: Any = None, out: Any = None, **options: Any) ->
     Raises:
         UsageError: an unknown option, an invalid value or combination (on every rank).
         RunError: raised by the loop on every rank (e.g. a non-finite iterate).
+        SetupInterrupted: SIGTERM/SIGUSR1/SIGINT came before the first step.
     """
     from mpi4py import MPI
 
@@ -81,7 +82,7 @@ def run(algorithm: str, *, comm: Any = None, out: Any = None, **options: Any) ->
     def resolve(resumed: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         return resolve_options(algorithm, options, config=config, resumed_config=resumed)
 
-    latch = SignalLatch()
+    latch = SignalLatch(setup=True)  # a signal before the first step: SetupInterrupted
     try:
         result = run_session(
             world,

@@ -20,6 +20,7 @@ OLD_PATHS = {
     "ReproduceError": ("ecmpi.reproduce",),
     "KernelCompileError": ("ecmpi._kernels",),
     "NetnsUnavailable": ("ecmpi.bench.netns",),
+    "SetupInterrupted": ("ecmpi.algorithms.loop",),
 }
 BASES = {
     "SchemaError": (ValueError,),
@@ -29,6 +30,7 @@ BASES = {
     "ReproduceError": (RuntimeError,),
     "KernelCompileError": (RuntimeError,),
     "NetnsUnavailable": (RuntimeError,),
+    "SetupInterrupted": (RuntimeError,),
 }
 
 

@@ -186,6 +186,73 @@ def test_mpi_sigint_checkpoints_and_marks_the_log_interrupted(tmp_path):
     assert log.checkpoint_step == log.attrs["steps_done"] > 0
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether ``pid`` is a rank with a SIGTERM handler (its signal latch is installed)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if fh.read().split(b"\0")[1:3] != [b"-m", b"ecmpi"]:
+                return False
+        with open(f"/proc/{pid}/status") as fh:
+            mask = next(line for line in fh if line.startswith("SigCgt:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_mpi_sigterm_during_setup_ends_it_at_once(tmp_path, ranks):
+    # building this dataset takes tens of seconds; the signal must not wait for it
+    out = tmp_path / "setup.h5"
+    proc = subprocess.Popen(
+        [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "ecmpi", "run", "gd",
+         "--problem", "logreg", "--dataset", "synthetic:n=300000,d=100", "--steps", "5",
+         "--quiet", "--out", str(out)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready = [p for p in _descendants(proc.pid) if _catches_sigterm(p)]
+            if len(ready) >= ranks:  # every rank is past its imports, in setup
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=25)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert time.monotonic() - sent < 15, err
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    msg = "interrupted during setup (SIGTERM); nothing to resume, start the run again"
+    assert err.count(msg) == 1 and "Traceback" not in err, err
+    assert not out.exists()  # no log is created before every rank has left its setup
+
+
 # -- 9. options --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("extra", "needle"),

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from .._backend import array_module, to_host
-from ..errors import NonFiniteError, RunError
+from ..errors import NonFiniteError, RunError, SetupInterrupted
 from ..log import TrajectoryWriter, save_checkpoint
 from ..progress import Progress
 from .base import Algorithm, RunContext, StepCost, counted_step
@@ -115,13 +115,17 @@ class SignalLatch:
     once, for a run stuck outside the loop.
 
     :func:`run` makes one for its own duration. A program may install one for longer
-    (``ecmpi run`` does, from its start to its exit) and pass it as ``handle_signals``:
-    a signal during setup then stops the run at its first step with a checkpoint, and
-    one after the loop no longer kills a run that has already ended.
+    (``ecmpi run`` does, from its start to its exit) and pass it as ``handle_signals``,
+    so that one after the loop no longer kills a run that has already ended. Made with
+    ``setup=True``, the latch is in its setup phase until :func:`run` is about to create
+    the log (:meth:`end_setup`): a signal then raises
+    :class:`~ecmpi.errors.SetupInterrupted` at once instead of waiting for the first step
+    (loading or building the data can take long; there is nothing to checkpoint yet).
     """
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, *, setup: bool = False):
         self.received: int = 0
+        self.setup = bool(setup)
         self._old: dict[int, Any] = {}
         if enabled and threading.current_thread() is threading.main_thread():
             for s in _SIGNALS:
@@ -131,6 +135,13 @@ class SignalLatch:
         if signum == signal.SIGINT and self.received == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
+        if self.setup:
+            self.setup = False  # once: a second signal is only recorded
+            raise SetupInterrupted(signum)
+
+    def end_setup(self) -> None:
+        """Leave the setup phase: from now on a signal stops the run at a step boundary."""
+        self.setup = False
 
     def restore(self) -> None:
         """Put back the handlers that were installed before."""
@@ -325,6 +336,11 @@ def run(
         alg = algorithm
     alg.warm_up()  # JIT compilation stays out of wall_time
 
+    if isinstance(handle_signals, SignalLatch):
+        handle_signals.end_setup()  # from here on, signals wait for a step boundary
+    # no log before every rank has left its setup phase: a signal that ends one rank's
+    # setup (and the job) cannot leave a log behind
+    comm.Barrier()
     writer: TrajectoryWriter | None = None
     if rank0:
         writer = log(alg) if callable(log) and not isinstance(log, TrajectoryWriter) else log
