@@ -44,6 +44,7 @@ import numpy as np
 
 from .. import compress
 from ..comm import CommStats, ps_broadcast, ps_gather
+from ..comm.failures import Failures
 from .base import Algorithm, Hyper, RunContext, StepCost
 from .schedules import StageSchedule
 from .sgd import default_lr, minibatch_gradient
@@ -174,18 +175,28 @@ class QESGD(_StagedPS):
             self._w = self._snap.copy()
         g = self._gradient(self._w, t)
         u = self._w - self.schedule.eta(k) * g - self._snap
+        # one rank's encoding error travels in-band and is raised on every rank
+        fail = Failures(self.comm, u, self.name, kind="parameter-server exchange")
         with self.stats.timer("encode"):
-            up = self.up.encode(u, seed=(ctx.seed, t, 0), rank=self.rank)
-        got = self._gather(up, call)
+            up = fail.run(
+                "encode its update", self.up.encode, u, seed=(ctx.seed, t, 0), rank=self.rank
+            )
+        got = ps_gather(up, self.comm, ROOT, stats=call, failures=fail)
         down = None
-        if self.rank == ROOT:
+        if self.rank == ROOT and not fail.any:
             with self.stats.timer("decode"):
-                self._server = self._snap + self._mean_of(got, self.up)
-            with self.stats.timer("encode"):
-                down = self.down.encode(
-                    self._server - self._snap, seed=(ctx.seed, t, 1), rank=self.size + ROOT
-                )
-        down = self._bcast(down, call)
+                mean = fail.run("decode the updates", self._mean_of, got, self.up)
+            if mean is not None:
+                with self.stats.timer("encode"):
+                    down = fail.run(
+                        "encode the server's update",
+                        self.down.encode,
+                        mean,
+                        seed=(ctx.seed, t, 1),
+                        rank=self.size + ROOT,
+                    )
+                self._server = self._snap + mean
+        down = ps_broadcast(down, self.comm, ROOT, stats=call, failures=fail)
         with self.stats.timer("decode"):
             self._w = self._snap + self.down.decode(down)
         return self._cost(call)

@@ -39,10 +39,12 @@ class Failures:
         comm: the collective's communicator.
         like: an array on the backend (NumPy or CuPy) markers must live on.
         name: the collective, for the message.
+        kind: what the call is, for the message (``allreduce``, ``parameter-server
+            exchange``).
     """
 
-    def __init__(self, comm: Any, like: Any, name: str):
-        self.comm, self.like, self.name = comm, like, name
+    def __init__(self, comm: Any, like: Any, name: str, *, kind: str = "allreduce"):
+        self.comm, self.like, self.name, self.kind = comm, like, name, kind
         self.reason: str | None = None  # this rank's own failure
         self.any = False  # a failure anywhere (own, or a marker received)
         self._deferred: Exception | None = None
@@ -117,7 +119,7 @@ class Failures:
             who = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
             text = "; ".join(f"rank {r} could not {reasons[r]}" for r in ranks)
             raise ValueError(
-                f"allreduce ({self.name}) failed on {who}: {text or 'no reason given'}"
+                f"{self.kind} ({self.name}) failed on {who}: {text or 'no reason given'}"
             )
         if self._deferred is not None:
             raise self._deferred

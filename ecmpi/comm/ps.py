@@ -13,7 +13,9 @@ As a collective (:func:`ps_allreduce`):
 
 The helpers :func:`ps_gather`, :func:`ps_broadcast` and :func:`ps_exchange`
 let an algorithm do its own server work (e.g. QESGD's model update) between
-the two directions. Uplink and downlink bytes are recorded separately
+the two directions; given a :class:`~ecmpi.comm.failures.Failures`, they carry
+one rank's encoding failure in-band as the collective does, so that every rank
+raises the same error instead of waiting. Uplink and downlink bytes are recorded separately
 (:attr:`CommStats.bytes_up`, :attr:`CommStats.bytes_down`).
 
 Cost per call at the root, the bottleneck (:func:`counts`, for
@@ -52,26 +54,46 @@ def _record(stats: CommStats | None, call: CommStats) -> None:
 
 
 def ps_gather(
-    payload: Payload, comm: Any = None, root: int = 0, *, stats: CommStats | None = None
-) -> list[Payload] | None:
+    payload: Payload | None,
+    comm: Any = None,
+    root: int = 0,
+    *,
+    stats: CommStats | None = None,
+    failures: Failures | None = None,
+) -> list[Payload | None] | None:
     """Gather every rank's payload at ``root``.
 
     Collective over ``comm`` (a library-owned duplicate is used). Payloads may
     differ in size between ranks.
 
+    With ``failures`` (a :class:`~ecmpi.comm.failures.Failures` of this exchange), a
+    rank whose encoding failed passes ``None`` and sends a failure marker instead;
+    the root gets ``None`` in its place (and for a payload it cannot parse), and
+    the failure travels on with :func:`ps_broadcast`, which raises it on every rank.
+
     Returns:
         At ``root`` the P payloads in rank order (its own included, not
         copied); ``None`` on the other ranks.
     """
-    if not isinstance(payload, Payload):
+    if not isinstance(payload, Payload) and not (payload is None and failures is not None):
         raise TypeError(f"ps_gather takes a Payload, got {type(payload).__name__}")
     comm = library_comm(comm)
     root = check_root(comm, root)
     call = CommStats()
-    bufs = gather_bytes(payload.buf, comm, root, call)
-    out = None
+    mine = payload.buf if payload is not None else failures.marker(None)
+    bufs = gather_bytes(mine, comm, root, call)
+    out: list[Payload | None] | None = None
     if bufs is not None:
-        out = [payload if i == root else Payload.from_bytes(b) for i, b in enumerate(bufs)]
+        out = []
+        for i, b in enumerate(bufs):
+            if i == root:
+                out.append(payload)
+            elif failures is None:
+                out.append(Payload.from_bytes(b))
+            elif failures.seen(b):
+                out.append(None)
+            else:
+                out.append(failures.run(f"parse the payload of rank {i}", Payload.from_bytes, b))
     _record(stats, call)
     return out
 
@@ -83,39 +105,63 @@ def ps_broadcast(
     *,
     stats: CommStats | None = None,
     like: Any = None,
+    failures: Failures | None = None,
 ) -> Payload:
     """Broadcast ``root``'s payload; other ranks pass ``None`` (ignored).
 
     ``like`` (an array) puts the received bytes on its backend (CuPy or NumPy).
+    With ``failures`` (the one given to :func:`ps_gather`), this is the exchange's
+    last step: a root that knows of a failure passes ``None`` and broadcasts a
+    marker, and then every rank raises the same ``ValueError``
+    (:meth:`~ecmpi.comm.failures.Failures.check`).
     """
     comm = library_comm(comm)
     root = check_root(comm, root)
-    if comm.rank == root and not isinstance(payload, Payload):
+    at_root = comm.rank == root
+    if failures is not None and at_root and failures.any:
+        payload = None
+    if at_root and not isinstance(payload, Payload) and not (payload is None and failures):
         raise TypeError(f"ps_broadcast at the root takes a Payload, got {type(payload).__name__}")
     call = CommStats()
-    buf = bcast_bytes(payload.buf if comm.rank == root else None, comm, root, call, like=like)
+    mine = None
+    if at_root:
+        mine = payload.buf if payload is not None else failures.marker(None)
+    buf = bcast_bytes(mine, comm, root, call, like=like)
     _record(stats, call)
-    return payload if comm.rank == root else Payload.from_bytes(buf)
+    if failures is not None:
+        failures.seen(buf)
+        failures.check()
+    return payload if at_root else Payload.from_bytes(buf)
 
 
 def ps_exchange(
-    payload: Payload,
+    payload: Payload | None,
     server: Callable[[list[Payload]], Payload],
     *,
     comm: Any = None,
     root: int = 0,
     stats: CommStats | None = None,
     like: Any = None,
+    failures: Failures | None = None,
 ) -> Payload:
     """Gather payloads at ``root``, run ``server(payloads) -> Payload`` there, broadcast its result.
 
-    Returns the broadcast payload on every rank.
+    With ``failures`` (see :func:`ps_gather`), ``server`` runs only when no failure is
+    known, a data error it raises is recorded, and one rank's failure raises the same
+    ``ValueError`` on every rank. Returns the broadcast payload on every rank.
     """
-    got = ps_gather(payload, comm, root, stats=stats)
-    reply = server(got) if got is not None else None
-    if got is not None and not isinstance(reply, Payload):
-        raise TypeError(f"the server function must return a Payload, got {type(reply).__name__}")
-    return ps_broadcast(reply, comm, root, stats=stats, like=like)
+    got = ps_gather(payload, comm, root, stats=stats, failures=failures)
+    reply = None
+    if got is not None:
+        if failures is None:
+            reply = server(got)
+        else:
+            reply = failures.run("run the server", server, got)
+        if not isinstance(reply, Payload) and not (failures is not None and failures.any):
+            raise TypeError(
+                f"the server function must return a Payload, got {type(reply).__name__}"
+            )
+    return ps_broadcast(reply, comm, root, stats=stats, like=like, failures=failures)
 
 
 def counts(n: float, P: int, wire: Callable[[float], float]) -> Counts:

@@ -112,3 +112,60 @@ def test_averaged_call_after_failure_is_exact(comm, collective):
         allreduce(x, "qsgd:levels=4,bucket=8", comm=comm, collective=collective, segment=4)
     y = allreduce(np.ones(20), "none", comm=comm, collective=collective, average=True)
     assert np.all(y == 1.0)
+
+
+@pytest.mark.timeout(60)
+def test_ps_helpers_carry_one_ranks_encode_error(comm):
+    import ecmpi
+    from ecmpi.comm import ps_exchange
+    from ecmpi.comm.failures import Failures
+
+    c = ecmpi.compressor("qsgd:levels=4")
+    bad = comm.size - 1
+    x = np.ones(40)
+    if comm.rank == bad:
+        x[3] = np.nan
+
+    def exchange():
+        fail = Failures(comm, x, "ps", kind="parameter-server exchange")
+        p = fail.run("encode its input", c.encode, x, seed=(1,), rank=comm.rank)
+        return ps_exchange(p, lambda got: got[0], comm=comm, failures=fail)
+
+    _raises_everywhere(
+        comm,
+        exchange,
+        match=f"parameter-server exchange \\(ps\\) failed on rank {bad}: "
+        f"rank {bad} could not encode its input",
+    )
+    _still_works(comm, "ps")
+
+
+@pytest.mark.timeout(60)
+def test_qesgd_step_with_one_ranks_encode_error_raises_on_every_rank(comm):
+    import ecmpi
+    from ecmpi.algorithms import RunContext, get
+    from ecmpi.problems import make
+
+    prob = make("logreg", "synthetic:n=60,d=10,seed=2", comm=comm)
+    ctx = RunContext(
+        problem=prob,
+        comm=comm,
+        compressor=ecmpi.compressor("qsgd:levels=4"),
+        collective="ps",
+        seed=5,
+        lr=0.5,
+        batch_size=4,
+        params={"stage_length": 3},
+    )
+    alg = get("qesgd")(ctx)
+    alg.step(0)
+    bad = comm.size - 1
+    if comm.rank == bad:
+        alg._w[2] = np.nan  # its update cannot be encoded
+    _raises_everywhere(
+        comm,
+        lambda: alg.step(1),
+        match=f"parameter-server exchange \\(qesgd\\) failed on rank {bad}: "
+        f"rank {bad} could not encode its update",
+    )
+    _still_works(comm, "ps")
