@@ -238,7 +238,7 @@ def test_mpi_sigterm_during_setup_ends_it_at_once(tmp_path, ranks):
             if len(ready) >= ranks:  # every rank is past its imports, in setup
                 break
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(0.1)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=25)
