@@ -22,6 +22,7 @@ from .common import (
     seed_fingerprint,
     seed_parts,
 )
+from .native import finite, native_allreduce, traffic
 from .registry import COLLECTIVES, Collective, get
 from .residuals import CollectiveFeedback
 from .ring import DEFAULT_SEGMENT
@@ -90,6 +91,13 @@ def _validate(
     return entry, c, down
 
 
+def _native(c: Compressor, down: Compressor | None, feedback: Any) -> bool:
+    """Whether the call goes to ``MPI_Allreduce`` (:mod:`ecmpi.comm.native`): nothing to
+    compress (``none``, and a ``ps`` downlink that is ``none`` or unset) and no error
+    feedback (an identity codec leaves nothing to feed back)."""
+    return c.is_identity and (down is None or down.is_identity) and feedback is None
+
+
 def allreduce(
     x: Any,
     compressor: Compressor | str,
@@ -110,7 +118,9 @@ def allreduce(
 
     Collective: every rank calls it with a vector of the same length and dtype
     and the same arguments. The result is identical, bit for bit, on every
-    rank, and lies on ``x``'s backend (NumPy or CuPy).
+    rank, and lies on ``x``'s backend (NumPy or CuPy). With ``none`` and no
+    error feedback every collective hands the vector to ``MPI_Allreduce``
+    (:mod:`ecmpi.comm.native`; bytes counted as the collective's).
 
     Args:
         x: this rank's 1-D float32/float64 vector (NumPy or CuPy).
@@ -192,17 +202,26 @@ def allreduce(
     options = {"root": root, "downlink": down, "segment": segment}
     if "root" in entry.options:
         options["root"] = check_root(lcomm, root)
+    chosen = {k: options[k] for k in entry.options}
     call = CommStats()
-    out = entry.run(
-        x,
-        c,
-        lcomm,
-        average=bool(average),
-        seed=parts,
-        feedback=feedback,
-        stats=call,
-        **{k: options[k] for k in entry.options},
-    )
+    out = None
+    if _native(c, down, feedback):
+        out = native_allreduce(x, lcomm, average=bool(average), stats=call)
+        if c.check_finite and not finite(out):
+            out, call = None, CommStats()  # the collective raises the error on every rank
+        else:
+            call += traffic(entry.name, c, x.shape[0], lcomm.size, lcomm.rank, x.dtype, **chosen)
+    if out is None:
+        out = entry.run(
+            x,
+            c,
+            lcomm,
+            average=bool(average),
+            seed=parts,
+            feedback=feedback,
+            stats=call,
+            **chosen,
+        )
     if stats is not None:
         stats.merge_call(call)
     return out

@@ -340,9 +340,9 @@ def test_ps_full_precision_downlink(comm):
 def test_stats_accumulate_over_calls(comm):
     st = CommStats()
     x = local_vector(comm, 100)
-    allreduce(x, "none", comm=comm, collective="allgather", stats=st)
+    allreduce(x, "bf16", comm=comm, collective="allgather", stats=st)
     first = st.last
-    allreduce(x, "none", comm=comm, collective="allgather", stats=st)
+    allreduce(x, "bf16", comm=comm, collective="allgather", stats=st)
     assert st.calls == 2
     assert st.bytes_sent == 2 * first.bytes_sent
     assert st.encode_seconds >= first.encode_seconds > 0
@@ -355,3 +355,27 @@ def test_check_off_gives_the_same_result(comm):
         a = allreduce(x, "bf16", comm=comm, collective=collective, seed=4)
         b = allreduce(x, "bf16", comm=comm, collective=collective, seed=4, check=False)
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("collective", NAMES)
+@pytest.mark.parametrize("d", [1, 3, 4099])
+def test_none_goes_to_mpi_allreduce_and_counts_the_collectives_bytes(comm, collective, d):
+    """Without feedback ``none`` runs MPI_Allreduce: MPI's exact sum, bytes as the collective's
+    own schedule records them (forced here by error feedback, which keeps the schedule)."""
+    x = local_vector(comm, d, salt=7)
+    fast, slow = CommStats(), CommStats()
+    y = allreduce(x, "none", comm=comm, collective=collective, segment=64, stats=fast)
+    z = allreduce(
+        x,
+        "none",
+        comm=comm,
+        collective=collective,
+        segment=64,
+        stats=slow,
+        feedback=CollectiveFeedback(),
+    )
+    assert np.array_equal(y, mpi_sum(comm, x))
+    assert same_on_all_ranks(comm, y) and same_on_all_ranks(comm, z)
+    for k in ("bytes_sent", "bytes_received", "messages", "bytes_up", "bytes_down"):
+        assert getattr(fast.last, k) == getattr(slow.last, k), k
+    assert fast.last.encode_seconds == 0 and slow.last.encode_seconds > 0
