@@ -6,6 +6,7 @@ Each is also importable from the module that raises it (``ecmpi.log.SchemaError`
     ValueError
         SchemaError          a file is not an ecmpi log, or has another schema version
         UsageError           invalid command-line or config-file options
+            UnknownConstant  a driver needs L, mu or x* of a problem that has none
     RuntimeError
         RunError             a run ended with an error every rank raises identically
             NonFiniteError   (also a FloatingPointError) the iterate became NaN or Inf
@@ -32,6 +33,7 @@ __all__ = [
     "RunError",
     "SchemaError",
     "SetupInterrupted",
+    "UnknownConstant",
     "UsageError",
 ]
 
@@ -42,6 +44,11 @@ class SchemaError(ValueError):
 
 class UsageError(ValueError):
     """Invalid command-line or config-file options (the same on every rank)."""
+
+
+class UnknownConstant(UsageError):
+    """A driver needs a constant (L, mu, x*) that the problem does not provide, e.g. the
+    smoothness of a neural network's loss; the message says which option replaces it."""
 
 
 class RunError(RuntimeError):

@@ -158,11 +158,24 @@ def _path(v: Any) -> str:
 
 def _x0(v: Any) -> str:
     s = _str(v)
-    if s in ("zeros", "ones") or s.startswith("star+") or s.startswith("const:"):
+    if s in ("init", "zeros", "ones") or s.startswith("star+") or s.startswith("const:"):
         if s.startswith(("star+", "const:")):
             _float(s.split("+", 1)[1] if s.startswith("star+") else s.split(":", 1)[1])
         return s
-    raise ValueError(f"must be zeros, ones, star+C (x* + C) or const:C, got {v!r}")
+    raise ValueError(f"must be init, zeros, ones, star+C (x* + C) or const:C, got {v!r}")
+
+
+def _hidden(v: Any) -> str:
+    from .problems.mlp import parse_hidden
+
+    return ",".join(map(str, parse_hidden(str(v)))) or "none"
+
+
+def _unit_interval(v: Any) -> float:
+    f = _float(v)
+    if not 0 <= f < 1:
+        raise ValueError(f"must be in [0, 1), got {v!r}")
+    return f
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -204,9 +217,9 @@ class Option(NamedTuple):
 #: run option -> its definition; ``None`` default = unset
 RUN_OPTIONS: dict[str, Option] = {
     "problem": Option(
-        _choice("lsq", "logreg", "quadratic"),
+        _choice("lsq", "logreg", "quadratic", "mlp"),
         "lsq",
-        "objective: lsq, logreg, quadratic",
+        "objective: lsq, logreg, quadratic, mlp",
         metavar="NAME",
     ),
     "dataset": Option(
@@ -237,6 +250,21 @@ RUN_OPTIONS: dict[str, Option] = {
     ),
     "kappa": Option(_pos_float, None, "condition number of the quadratic problem", metavar="K"),
     "dim": Option(_pos_int, None, "dimension of the quadratic problem", metavar="D"),
+    "hidden": Option(
+        _hidden,
+        None,
+        "hidden layer widths of the mlp problem",
+        metavar="W[,W...]",
+        default_doc="64,64",
+        doc="; `none` for a linear softmax classifier",
+    ),
+    "test_fraction": Option(
+        _unit_interval,
+        None,
+        "share of rows the mlp problem holds out (split by --seed)",
+        metavar="F",
+        default_doc="0.2",
+    ),
     "compressor": Option(
         _str,
         "none",
@@ -275,7 +303,13 @@ RUN_OPTIONS: dict[str, Option] = {
         _nonneg_int, 1, "minibatch rows per worker (0: full local gradient)", metavar="N"
     ),
     "seed": Option(_nonneg_int, 0, "seed of every random draw", metavar="S"),
-    "x0": Option(_x0, "zeros", "start: zeros, ones, star+C (x* + C) or const:C", metavar="SPEC"),
+    "x0": Option(
+        _x0,
+        "init",
+        "start: init, zeros, ones, star+C (x* + C) or const:C",
+        metavar="SPEC",
+        doc="; `init` is zeros, except mlp: its He initialization from --seed",
+    ),
     "out": Option(
         _path,
         None,
@@ -579,10 +613,13 @@ def _check_together(opts: dict[str, Any], base: Mapping[str, Any]) -> None:
     else:
         if opts["kappa"] is not None or opts["dim"] is not None:
             raise UsageError("--kappa and --dim apply to --problem quadratic only")
+        if opts["problem"] == "mlp" and opts["l2_rel"] is not None:
+            raise UsageError("--l2-rel needs the smoothness L, which --problem mlp lacks; use --l2")
         if opts["dataset"] is None:
-            raise UsageError(
-                f"--problem {opts['problem']} needs --dataset, e.g. synthetic:n=4000,d=100"
-            )
+            example = "sklearn:digits" if opts["problem"] == "mlp" else "synthetic:n=4000,d=100"
+            raise UsageError(f"--problem {opts['problem']} needs --dataset, e.g. {example}")
+    if opts["problem"] != "mlp" and (opts["hidden"] or opts["test_fraction"] is not None):
+        raise UsageError("--hidden and --test-fraction apply to --problem mlp only")
     from . import compressor
 
     try:

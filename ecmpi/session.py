@@ -195,10 +195,12 @@ def run_session(
         l2_rel=opts["l2_rel"],
         kappa=opts["kappa"],
         dim=opts["dim"],
-        seed=opts["seed"] if opts["problem"] == "quadratic" and opts["dataset"] is None else None,
+        seed=opts["seed"] if _seeded_problem(opts) else None,
         scale=opts["scale"],
         bias=opts["bias"],
         dtype=np.dtype(opts["dtype"]).type,
+        hidden=opts["hidden"],
+        test_fraction=opts["test_fraction"],
     )
     _check_batch(opts["batch_size"], problem, comm)
     x0 = _x0_vector(opts["x0"], problem)
@@ -295,11 +297,20 @@ def _check_batch(batch_size: int, problem: Any, comm: Any) -> None:
         )
 
 
+def _seeded_problem(opts: dict[str, Any]) -> bool:
+    """Whether the run's seed builds the problem (a generated quadratic; mlp's
+    initialization and held-out split)."""
+    return opts["problem"] == "mlp" or (opts["problem"] == "quadratic" and not opts["dataset"])
+
+
 def _x0_vector(spec: str, problem: Any) -> Any:
-    """The start point named by ``spec`` (``zeros``, ``ones``, ``const:C``, ``star+C``)."""
+    """The start point named by ``spec`` (``init``, ``zeros``, ``ones``, ``const:C``,
+    ``star+C``)."""
     import numpy as np
 
     d, dt = problem.d, problem.dtype
+    if spec == "init":
+        return problem.initial_point()
     if spec == "zeros":
         return np.zeros(d, dtype=dt)
     if spec == "ones":

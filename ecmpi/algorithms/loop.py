@@ -18,6 +18,9 @@ last step; all collective):
   logging and checkpoints excluded); ``comm_time`` and ``compress_time``:
   rank means of the algorithm's ``self.stats`` (:class:`ecmpi.CommStats`:
   ``communicate_seconds``; ``encode_seconds + decode_seconds``), 0 without it;
+- the problem's own columns (``problem.metric_names``, e.g. mlp's ``test_accuracy``
+  and ``test_loss``), from ``problem.metrics(x)``; a problem without a known
+  optimum (``knows_optimum`` False) has NaN ``suboptimality`` and ``dist_to_opt``;
 - extras from ``StepCost.extra``: rank means; a name containing ``bits`` is
   summed over steps (cumulative, like ``bits_up``), any other is the value
   reported by the last step (NaN in the row of step 0).
@@ -208,8 +211,9 @@ class _Rows:
         self.problem = problem
         self.comm = comm
         self.writer = writer
-        self.f_star = float(getattr(problem, "f_star", math.nan))
-        self.x_star = getattr(problem, "x_star", None)
+        known = getattr(problem, "knows_optimum", True)
+        self.f_star = float(getattr(problem, "f_star", math.nan)) if known else math.nan
+        self.x_star = getattr(problem, "x_star", None) if known else None
         self.rows: list[dict[str, float]] = []
         self.last: dict[str, float] = {}
         self.logged_at = -1
@@ -223,6 +227,7 @@ class _Rows:
         grad_norm = float(xp.linalg.norm(g))
         x_star = self.x_star
         dist = float(xp.linalg.norm(x - xp.asarray(x_star))) if x_star is not None else math.nan
+        own = self.problem.metrics(x) if hasattr(self.problem, "metrics") else {}
         gathered = self.comm.allgather(state.local_columns(*_seconds(alg.stats)))
         names = sorted({n for d in gathered for n in d})
         P = self.comm.size
@@ -236,6 +241,7 @@ class _Rows:
             "bits_up": state.bits_up,
             "bits_down": state.bits_down,
             "wall_time": state.wall_time,
+            **own,
             **mean,
         }
 
@@ -374,7 +380,8 @@ def run(
             cost, up, down, flags, seconds = _agreed_step(alg, state.step, comm, sig)
             state.record_step(up, down, seconds, cost.extra)
             if rank0 and writer is not None and not writer.started:
-                writer.start(sorted({*cost.extra, *alg.extra_metrics}))
+                own = getattr(ctx.problem, "metric_names", ())
+                writer.start(sorted({*cost.extra, *alg.extra_metrics, *own}))
             if flags.nonfinite and skip:
                 alg.load_state_dict(snapshot)
                 state.skipped += 1

@@ -1,4 +1,4 @@
-"""Sharded objectives (lsq, logreg, quadratic) and the data they are built from.
+"""Sharded objectives (lsq, logreg, quadratic, mlp) and the data they are built from.
 
     prob = ecmpi.problems.make("logreg", "sklearn:breast_cancer", comm=comm,
                                scale="standard", bias=True, l2_rel=1e-4)
@@ -18,9 +18,11 @@ from .data import Shard, load, parse_dataset_spec
 from .linear import LinearModel
 from .logreg import LogisticRegression
 from .lsq import LeastSquares
+from .mlp import MLP
 from .quadratic import Quadratic, quadratic_spec
 
 __all__ = [
+    "MLP",
     "PROBLEMS",
     "LeastSquares",
     "LinearModel",
@@ -34,10 +36,11 @@ __all__ = [
 ]
 
 #: problem name -> class
-PROBLEMS: dict[str, type[LinearModel]] = {
+PROBLEMS: dict[str, type[Problem]] = {
     "lsq": LeastSquares,
     "logreg": LogisticRegression,
     "quadratic": Quadratic,
+    "mlp": MLP,
 }
 
 
@@ -56,11 +59,13 @@ def make(
     scale: str = "none",
     bias: float | bool = False,
     dtype: Any = np.float64,
-) -> LinearModel:
+    hidden: Any = None,
+    test_fraction: float | None = None,
+) -> Problem:
     """Build a problem by name from a dataset spec (collective: every rank calls).
 
     Args:
-        name: ``lsq``, ``logreg`` or ``quadratic``.
+        name: ``lsq``, ``logreg``, ``quadratic`` or ``mlp``.
         dataset: a spec for :func:`ecmpi.problems.data.load`; required for lsq and
             logreg; for quadratic either ``quadratic:d=..,kappa=..`` or None with
             ``dim`` and ``kappa``.
@@ -70,6 +75,8 @@ def make(
         kappa, dim, mu, n, seed: the quadratic's condition number, dimension,
             smallest eigenvalue (default 1), rows (default 10*dim) and seed.
         scale, bias, dtype: passed to :func:`ecmpi.problems.data.load`.
+        hidden, test_fraction: the network's hidden widths and held-out share (mlp only;
+            its ``seed`` draws the initialization and the split, default 0).
 
     Raises:
         ValueError: unknown name, missing or conflicting options, bad dataset.
@@ -78,6 +85,28 @@ def make(
         raise ValueError(f"unknown problem {name!r}; available: {', '.join(PROBLEMS)}")
     if l2 is not None and l2_rel is not None:
         raise ValueError("give either l2 or l2_rel, not both")
+    net = {"hidden": hidden, "test_fraction": test_fraction}
+    if name == "mlp":
+        quad = {"kappa": kappa, "dim": dim, "mu": mu, "n": n, "l2_rel": l2_rel}
+        given = sorted(k for k, v in quad.items() if v is not None)
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to the mlp problem")
+        if dataset is None:
+            raise ValueError("problem 'mlp' needs a dataset spec, e.g. sklearn:digits")
+        return MLP.from_spec(
+            dataset,
+            comm=comm,
+            scale=scale,
+            bias=bias,
+            dtype=dtype,
+            hidden=hidden,
+            l2=0.0 if l2 is None else l2,
+            seed=seed or 0,
+            test_fraction=test_fraction,
+        )
+    given = sorted(k for k, v in net.items() if v is not None)
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to the mlp problem only, not {name}")
     quad = {"kappa": kappa, "dim": dim, "mu": mu, "n": n, "seed": seed}
     given = sorted(k for k, v in quad.items() if v is not None)
     if name == "quadratic":

@@ -24,9 +24,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import numpy as np
+
+from ..errors import UnknownConstant
 from ._mpi import allsum
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "UnknownConstant"]
 
 
 class Problem(ABC):
@@ -44,6 +47,20 @@ class Problem(ABC):
     """
 
     name: ClassVar[str]
+    #: False for a problem whose L, mu and x* are unknown (a non-convex loss): reading
+    #: them raises :class:`~ecmpi.errors.UnknownConstant` and ``f_star`` is NaN
+    knows_optimum: ClassVar[bool] = True
+    #: the extra trajectory columns :meth:`metrics` returns (docs/hdf5.md)
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    def metrics(self, x: Any) -> dict[str, float]:
+        """Extra trajectory columns at ``x``, named by :attr:`metric_names` (collective)."""
+        return {}
+
+    def initial_point(self) -> Any:
+        """The start ``--x0 init`` means: zeros (a network overrides it with its seeded
+        initialization)."""
+        return np.zeros(self.d, dtype=self.dtype)
 
     # -- this node's objective f_tau -------------------------------------------------
     @abstractmethod

@@ -6,20 +6,23 @@ wherever the source allows, reads or generates only those rows:
 
 ====================================  =================================================
 ``synthetic:n=,d=,noise=,seed=``      Gaussian design, ``y = A w* + noise`` (regression)
-                                      or ``sign(A w* + noise)`` (classification)
+                                      or ``sign(A w* + noise)`` (classification);
+                                      ``classes=K``: ``argmax_k (A W* + noise)_k`` (multiclass)
 ``syn:d=256[,n=,noise=,seed=]``       the ECQ-SGD "Syn-d" recipe: same generator, n=10000
 ``quadratic:d=,kappa=[,mu=,n=,...]``  rows whose Gram matrix has eigenvalues mu..kappa*mu
-``sklearn:NAME``                      breast_cancer, digits (parity or ``digit=K``), diabetes
+``sklearn:NAME``                      breast_cancer, digits (parity or ``digit=K``; the ten
+                                      classes with ``task=multiclass``), diabetes
 ``libsvm:PATH[,n_features=,...]``     LibSVM/SVMlight text; parses only this rank's lines
 ``hdf5:PATH[,x=X,y=y]``               two datasets; each rank reads its row slice
 ====================================  =================================================
 
 Every source also takes ``scale=none|standard|maxabs|rownorm``, ``bias=`` (a
 constant column appended after scaling; ``true`` means 1) and
-``task=regression|classification``; these override the keyword arguments of
-:func:`load`. Scaling statistics are reduced over all ranks, so they do not
+``task=regression|classification|multiclass``; these override the keyword
+arguments of :func:`load`. Scaling statistics are reduced over all ranks, so they do not
 depend on P. Binary labels are mapped to {-1, +1} (smaller value -> -1)
-unless ``task=regression``. The exact recipes are in docs/problems.md.
+unless ``task=regression``; ``task=multiclass`` maps the K label values, sorted,
+to the class ids 0..K-1 (``Shard.info["classes"] = K``). The exact recipes are in docs/problems.md.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ _FEATURES, _WEIGHTS, _NOISE, _BASIS, _TARGET = 1, 2, 3, 4, 5
 
 #: feature scalings (``scale=`` of a spec, ``--scale`` of ``ecmpi run``)
 SCALES = ("none", "standard", "maxabs", "rownorm")
-_TASKS = ("regression", "classification")
+_TASKS = ("regression", "classification", "multiclass")
+#: most label values ``task=multiclass`` accepts
+MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -234,14 +239,29 @@ _Raw = tuple[np.ndarray, np.ndarray, int, "str | None", dict[str, Any]]
 
 
 def _synthetic_rows(
-    n: int, d: int, noise: float, seed: int, task: str | None, r0: int, r1: int
+    n: int, d: int, noise: float, seed: int, task: str | None, r0: int, r1: int, classes: int = 0
 ) -> _Raw:
-    """Rows ``r0..r1-1`` of ``a_i ~ N(0, I_d)``, ``w* ~ N(0, I_d/d)``, ``e_i ~ N(0, noise^2)``."""
+    """Rows ``r0..r1-1`` of ``a_i ~ N(0, I_d)``, ``w* ~ N(0, I_d/d)``, ``e_i ~ N(0, noise^2)``.
+
+    With ``classes=K >= 2``: ``W* ~ N(0, I/d)`` of shape ``(d, K)``, ``E ~ N(0, noise^2)`` of
+    shape ``(n, K)`` and ``y_i = argmax_k (a_i W* + e_i)_k`` in 0..K-1 (task ``multiclass``).
+    """
     _check_dense(f"the synthetic data (n={n}, d={d})", r1 - r0, d)
     key, s_x = derive(seed, _DATA, _FEATURES)
     _, s_w = derive(seed, _DATA, _WEIGHTS)
     _, s_e = derive(seed, _DATA, _NOISE)
     A = normal(key, s_x, r0 * d, (r1 - r0) * d).reshape(r1 - r0, d)
+    if classes:
+        if task not in (None, "multiclass"):
+            raise ValueError(f"classes= makes multiclass labels, not task={task!r}")
+        if classes < 2:
+            raise ValueError(f"classes must be at least 2, got {classes}")
+        W = normal(key, s_w, 0, d * classes).reshape(d, classes) / math.sqrt(d)
+        E = normal(key, s_e, r0 * classes, (r1 - r0) * classes).reshape(r1 - r0, classes)
+        # column by column: the same arithmetic for a row whatever block it is generated in
+        Z = np.stack([(A * W[:, k]).sum(axis=1) for k in range(classes)], axis=1)
+        y = np.argmax(Z + noise * E, axis=1).astype(np.float64)
+        return A, y, n, "multiclass", {"W_true": W}
     w = normal(key, s_w, 0, d) / math.sqrt(d)
     # row-wise sums: the same arithmetic for a row whatever block it is generated in
     z = (A * w).sum(axis=1) + noise * normal(key, s_e, r0, r1 - r0)
@@ -253,7 +273,8 @@ def _synthetic_rows(
 def _synthetic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
     n, d = opts.get("n", 1000), opts.get("d", 20)
     r0, r1 = r(n)
-    return _synthetic_rows(n, d, opts.get("noise", 0.1), opts.get("seed", 0), task, r0, r1)
+    noise, seed, k = opts.get("noise", 0.1), opts.get("seed", 0), opts.get("classes", 0)
+    return _synthetic_rows(n, d, noise, seed, task, r0, r1, k)
 
 
 def _syn(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
@@ -336,7 +357,11 @@ def _sklearn(
         y = np.where(t == 1, 1.0, -1.0)
     elif name == "digits":
         k = opts.get("digit")
-        if k is None:  # parity: odd digits +1, even digits -1
+        if task == "multiclass":
+            if k is not None:
+                raise ValueError("digit= makes binary labels; leave it out with task=multiclass")
+            y = t.astype(np.float64)
+        elif k is None:  # parity: odd digits +1, even digits -1
             y = np.where(t % 2 == 1, 1.0, -1.0)
         else:
             if not 0 <= k <= 9:
@@ -488,7 +513,13 @@ def _hdf5(path: str, opts: dict[str, Any], r, task, comm):
 SOURCES: dict[str, tuple[Any, dict[str, Callable[[str], Any]], bool]] = {
     "synthetic": (
         _synthetic,
-        {"n": _positive_int, "d": _positive_int, "noise": _nonneg_float, "seed": _nonneg_int},
+        {
+            "n": _positive_int,
+            "d": _positive_int,
+            "noise": _nonneg_float,
+            "seed": _nonneg_int,
+            "classes": _positive_int,
+        },
         False,
     ),
     "syn": (
@@ -518,7 +549,10 @@ SOURCES: dict[str, tuple[Any, dict[str, Callable[[str], Any]], bool]] = {
 
 
 def _labels(y: np.ndarray, task: str | None, comm: Any) -> tuple[np.ndarray, str]:
-    """Map binary labels to {-1, +1}; decide the task if the source did not."""
+    """Map binary labels to {-1, +1} (multiclass: to 0..K-1); decide the task if the source
+    did not."""
+    if task == "multiclass":
+        return _classes(y, comm), task
     local = np.unique(y)[:3]
     values = sorted({float(v) for part in comm.allgather(local.tolist()) for v in part})
     binary = len(values) == 2
@@ -531,6 +565,27 @@ def _labels(y: np.ndarray, task: str | None, comm: Any) -> tuple[np.ndarray, str
         return y, task or "regression"
     hi = values[1]
     return np.where(y == hi, 1.0, -1.0), "classification"
+
+
+def _classes(y: np.ndarray, comm: Any) -> np.ndarray:
+    """Labels mapped to their rank among the global sorted label values (0..K-1)."""
+    local = np.unique(y)
+    err = None
+    if local.size and not np.array_equal(local, np.round(local)):
+        bad = local[local != np.round(local)][0]
+        err = ValueError(
+            f"multiclass labels must be whole numbers (class ids), found {float(bad)!r}; "
+            "a generated dataset needs classes=K"
+        )
+    elif local.size > MAX_CLASSES:
+        err = ValueError(f"multiclass takes at most {MAX_CLASSES} label values")
+    agree(comm, err)
+    values = np.unique(np.concatenate([np.asarray(v) for v in comm.allgather(local)]))
+    if values.size < 2:
+        raise ValueError(f"multiclass needs at least two label values, found {values.tolist()}")
+    if values.size > MAX_CLASSES:
+        raise ValueError(f"multiclass takes at most {MAX_CLASSES} label values, found more")
+    return np.searchsorted(values, y).astype(np.float64)
 
 
 def _scale(A: np.ndarray, how: str, n: int, comm: Any) -> tuple[np.ndarray, dict[str, Any]]:
@@ -592,8 +647,9 @@ def load(
             statistics), ``maxabs`` (divide each column by its global max |value|),
             or ``rownorm`` (each row to unit l2 norm).
         bias: append a constant column with this value (``True`` means 1.0) after scaling.
-        task: ``regression``, ``classification`` (labels must be binary) or None (binary
-            labels become classification, anything else regression).
+        task: ``regression``, ``classification`` (labels must be binary), ``multiclass``
+            (labels 0..K-1) or None (binary labels become classification, anything else
+            regression).
         dtype: floating dtype of ``A`` and ``y``.
 
     Raises:
@@ -609,7 +665,7 @@ def load(
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if task is not None and task not in _TASKS:
-        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+        raise ValueError(f"task must be one of {', '.join(_TASKS)}, got {task!r}")
     if isinstance(bias, bool):
         bias = 1.0 if bias else 0.0
     bias = float(bias)
@@ -643,6 +699,8 @@ def load(
     if bias:
         A = np.hstack([A, np.full((A.shape[0], 1), bias)])
     info = {**info, **stats}
+    if task == "multiclass":
+        info["classes"] = int(allmax(comm, float(y.max()) if y.size else 0.0)) + 1
     A = np.ascontiguousarray(A, dtype=dtype)
     y = np.ascontiguousarray(y, dtype=dtype)
     return Shard(
