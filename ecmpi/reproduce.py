@@ -139,7 +139,11 @@ def reproduce(
 
     df = analyze.load([paths[r.name] for r in runs])
     table = analyze.summary(
-        df, eps=setting.eps, group_by=setting.group_by, baseline=setting.baseline
+        df,
+        eps=setting.eps,
+        group_by=setting.group_by,
+        baseline=setting.baseline,
+        accuracy=setting.accuracy,
     )
     for fig in setting.figures:
         sel = df if fig.runs is None else df[df["file"].isin([str(paths[n]) for n in fig.runs])]
@@ -151,6 +155,7 @@ def reproduce(
             eps=setting.eps,
             title=fig.title,
             path=target,
+            accuracy=setting.accuracy,
         )
         _say(f"wrote {target}")
     md = f"# {exp.name} ({kind})\n\n{exp.paper}\n\n{exp.description}\n\n" + analyze.format_table(

@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     df = analyze.load(a.out)
     table = analyze.summary(
-        df, eps=setting.eps, group_by=setting.group_by, baseline=setting.baseline
+        df,
+        eps=setting.eps,
+        group_by=setting.group_by,
+        baseline=setting.baseline,
+        accuracy=setting.accuracy,
     )
     print(f"{exp.name}: {exp.description}\n")
     print(analyze.format_table(table, "md"))
@@ -49,7 +53,15 @@ def main(argv: list[str] | None = None) -> None:
         shown = [str(a.out / f"{name}.h5") for name in fig.runs or ()]
         sel = df[df["file"].isin(shown)] if shown else df
         path = a.out / f"{fig.name}.png"
-        analyze.plot(sel, list(fig.x), fig.group_by, eps=setting.eps, title=fig.title, path=path)
+        analyze.plot(
+            sel,
+            list(fig.x),
+            fig.group_by,
+            eps=setting.eps,
+            title=fig.title,
+            path=path,
+            accuracy=setting.accuracy,
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,15 @@ def _eps(v: str) -> float:
     return e
 
 
+def _accuracy(v: str) -> float:
+    from .common import check_accuracy
+
+    try:
+        return check_accuracy(float(v))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {v!r}") from None
+
+
 def _x(v: str) -> list[str]:
     from .plots import parse_x
 
@@ -46,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILES", help="logs, directories or globs")
     parser.add_argument("--eps", type=_eps, help="suboptimality target f - f* <= EPS")
     parser.add_argument(
+        "--accuracy",
+        type=_accuracy,
+        metavar="A",
+        help="held-out accuracy target in (0, 1]: rounds, bits and time until the test "
+        "accuracy stays >= A (mlp logs); the plot then shows accuracy",
+    )
+    parser.add_argument(
         "--group-by",
         metavar="KEY[,KEY]",
         help="aggregate over runs sharing these keys (e.g. algorithm,compressor): "
@@ -63,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["rounds"],
         metavar="rounds|bits|time[,...]",
         help="x axis of the plot; several give several panels (default: rounds)",
+    )
+    parser.add_argument(
+        "--y",
+        choices=("suboptimality", "loss", "test_accuracy", "test_loss"),
+        help="the plotted curve (default: test_accuracy with --accuracy, else suboptimality)",
     )
     parser.add_argument("--plot", type=_plot_path, metavar="OUT.png|pdf|svg", help="write a figure")
     parser.add_argument(
@@ -122,7 +143,13 @@ def main(args: argparse.Namespace) -> int:
             df = load(args.files, on_error="warn" if args.skip_bad else "raise")
         for w in caught:
             print(f"ecmpi analyze: warning: {w.message}", file=sys.stderr)
-        table = summary(df, eps=args.eps, group_by=args.group_by, baseline=args.baseline)
+        table = summary(
+            df,
+            eps=args.eps,
+            group_by=args.group_by,
+            baseline=args.baseline,
+            accuracy=args.accuracy,
+        )
         text = format_table(table, args.format)
         if args.plot is not None:
             plot(
@@ -133,6 +160,8 @@ def main(args: argparse.Namespace) -> int:
                 spread=args.spread,
                 title=args.title,
                 path=args.plot,
+                y=args.y,
+                accuracy=args.accuracy,
             )
         if args.out:
             Path(args.out).write_text(text)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["check_eps", "group_keys"]
+__all__ = ["check_accuracy", "check_eps", "group_keys"]
 
 
 def check_eps(eps: float | None) -> float | None:
@@ -28,6 +28,26 @@ def check_eps(eps: float | None) -> float | None:
     if not (e > 0 and math.isfinite(e)):
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     return e
+
+
+def check_accuracy(accuracy: float | None) -> float | None:
+    """A held-out accuracy target in (0, 1] as a float (None stays None).
+
+    Raises:
+        TypeError: not a number (a bool included).
+        ValueError: outside (0, 1] or NaN.
+    """
+    if accuracy is None:
+        return None
+    if isinstance(accuracy, bool):
+        raise TypeError(f"accuracy must be a number, got {accuracy!r}")
+    try:
+        a = float(accuracy)
+    except (TypeError, ValueError):
+        raise TypeError(f"accuracy must be a number, got {accuracy!r}") from None
+    if not 0 < a <= 1:
+        raise ValueError(f"accuracy must be in (0, 1], got {accuracy!r}")
+    return a
 
 
 def group_keys(group_by: str | Sequence[str] | None, df: pd.DataFrame) -> list[str]:

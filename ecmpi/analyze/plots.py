@@ -1,4 +1,5 @@
-"""Suboptimality curves from trajectory logs (matplotlib, Agg canvas, no pyplot state)."""
+"""Suboptimality (or held-out accuracy, loss) curves from trajectory logs (matplotlib, Agg
+canvas, no pyplot state)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .common import check_eps, group_keys
+from .common import check_accuracy, check_eps, group_keys
 from .loading import ID_COLUMNS, as_frame
 
-__all__ = ["OKABE_ITO", "PLOT_FORMATS", "SPREADS", "X_AXES", "parse_x", "plot"]
+__all__ = ["OKABE_ITO", "PLOT_FORMATS", "SPREADS", "X_AXES", "Y_AXES", "parse_x", "plot"]
 
 #: Okabe & Ito (2008) colour-blind-safe palette, yellow last (weak on white)
 OKABE_ITO = (
@@ -32,6 +33,13 @@ X_AXES = {
     "rounds": ("step", "rounds (steps)"),
     "bits": ("bits_up", "uplink bits per worker"),
     "time": ("wall_time", "wall time (s)"),
+}
+#: --y name -> (axis scale, axis label); the name is the trajectory column
+Y_AXES = {
+    "suboptimality": ("log", "suboptimality f(x) - f*"),
+    "loss": ("log", "loss f(x)"),
+    "test_accuracy": ("linear", "held-out accuracy"),
+    "test_loss": ("log", "held-out loss"),
 }
 SPREADS = ("minmax", "std", "none")
 PLOT_FORMATS = (".png", ".pdf", ".svg")
@@ -71,14 +79,17 @@ def _run_label(row: Any, varying: list[str]) -> str:
     return label
 
 
-def _group_series(runs: list[dict[str, np.ndarray]], xcol: str, spread: str) -> tuple:
+def _group_series(
+    runs: list[dict[str, np.ndarray]], xcol: str, spread: str, ycol: str = "suboptimality"
+) -> tuple:
     """Mean curve over runs at the steps all of them logged; band per ``spread``."""
     common = reduce(np.intersect1d, [np.asarray(t["step"]) for t in runs])
     xs, ys = [], []
     for t in runs:
         idx = np.searchsorted(t["step"], common)
         xs.append(np.asarray(t[xcol], dtype=float)[idx])
-        ys.append(np.asarray(t["suboptimality"], dtype=float)[idx])
+        y = t.get(ycol, np.full(len(t["step"]), np.nan))
+        ys.append(np.asarray(y, dtype=float)[idx])
     X, Y = np.vstack(xs), np.vstack(ys)
     x, y = X.mean(axis=0), Y.mean(axis=0)
     lo = hi = None
@@ -100,8 +111,11 @@ def plot(
     spread: str = "minmax",
     title: str | None = None,
     path: str | Path | None = None,
+    y: str | None = None,
+    accuracy: float | None = None,
 ) -> Any:
-    """Suboptimality f(x) - f* (log scale) against rounds, uplink bits or time.
+    """Suboptimality f(x) - f* (log scale), or another ``y``, against rounds, uplink bits or
+    time.
 
     One panel per entry of ``x``. Without ``group_by`` one line per run;
     with it one line per group: the mean over the group's runs (typically
@@ -119,6 +133,10 @@ def plot(
         spread: ``minmax``, ``std`` or ``none``.
         title: figure title (default: the problem and dataset).
         path: also save the figure here (``.png``, ``.pdf`` or ``.svg``).
+        y: the curve: ``suboptimality``, ``loss``, ``test_accuracy`` (linear scale) or
+            ``test_loss`` (default: ``test_accuracy`` with ``accuracy``, else
+            ``suboptimality``).
+        accuracy: draw this held-out accuracy target as a dotted horizontal line.
 
     Returns:
         The ``matplotlib.figure.Figure`` (one Axes per panel).
@@ -128,6 +146,11 @@ def plot(
 
     xs = parse_x(x)
     eps = check_eps(eps)
+    accuracy = check_accuracy(accuracy)
+    y = y or ("test_accuracy" if accuracy is not None else "suboptimality")
+    if y not in Y_AXES:
+        raise ValueError(f"y must be one of {', '.join(Y_AXES)}, got {y!r}")
+    yscale, ylabel = Y_AXES[y]
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {', '.join(SPREADS)}, got {spread!r}")
     if path is not None:
@@ -169,15 +192,18 @@ def plot(
         for i, (label, runs) in enumerate(series):
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             style = _STYLES[(i // len(OKABE_ITO)) % len(_STYLES)]
-            xv, yv, lo, hi = _group_series(runs, xcol, spread)
+            xv, yv, lo, hi = _group_series(runs, xcol, spread, y)
             ax.plot(xv, yv, color=colour, ls=style, lw=1.6, label=label)
             if lo is not None:
                 ax.fill_between(xv, lo, hi, color=colour, alpha=0.2, lw=0)
-        if eps is not None:
+        if eps is not None and y == "suboptimality":
             ax.axhline(eps, color="0.35", ls=":", lw=1.0, label=f"eps = {eps:g}")
-        ax.set_yscale("log", nonpositive="mask")
+        if accuracy is not None and y == "test_accuracy":
+            ax.axhline(accuracy, color="0.35", ls=":", lw=1.0, label=f"target = {accuracy:g}")
+        if yscale == "log":
+            ax.set_yscale("log", nonpositive="mask")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("suboptimality f(x) - f*")
+        ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(

@@ -9,6 +9,12 @@ Definitions (all per worker, from the logged rows; no interpolation):
   ``rounds_to_eps`` is its step, ``bits_up_to_eps``/``bits_to_eps``/
   ``time_to_eps`` the cumulative values there; ``reached`` is False (and
   those NaN, shown as "not reached") when no row gets there.
+- ``final_test_accuracy``: the last row's ``test_accuracy`` (NaN for logs without
+  that column, e.g. the convex problems). With ``accuracy``: the first logged row
+  from which ``test_accuracy >= accuracy`` holds at every later row (the last
+  crossing: a run that dips below again has not reached it there);
+  ``rounds_to_acc``, ``bits_up_to_acc``, ``bits_to_acc``, ``time_to_acc`` are the
+  values there and ``reached_acc`` says whether the last row is at or above it.
 - ``compression_ratio`` against the full-precision run of the same problem
   (compressor ``none`` but not a run whose algorithm quantizes by itself,
   such as DQ-GD/QGD: the loaded column ``self_quantizing``; or the runs
@@ -40,16 +46,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .common import check_eps, group_keys
+from .common import check_accuracy, check_eps, group_keys
 from .loading import ID_COLUMNS, as_frame
 
-__all__ = ["FORMATS", "METRICS", "format_table", "parse_baseline", "summary"]
+__all__ = ["FORMATS", "METRICS", "format_table", "last_crossing", "parse_baseline", "summary"]
 
 FORMATS = ("text", "md", "csv", "json")
 _FINAL = ("steps", "final_suboptimality", "final_loss", "bits_up", "bits_total", "time")
 _TO_EPS = ("rounds_to_eps", "bits_up_to_eps", "bits_to_eps", "time_to_eps")
+_TO_ACC = ("rounds_to_acc", "bits_up_to_acc", "bits_to_acc", "time_to_acc")
 #: every numeric metric :func:`summary` reports, in table order
-METRICS = (*_FINAL, *_TO_EPS, "compression_ratio")
+METRICS = (*_FINAL, *_TO_EPS, "final_test_accuracy", *_TO_ACC, "compression_ratio")
 _HEADERS = {
     "steps": "steps",
     "final_suboptimality": "final f-f*",
@@ -61,12 +68,28 @@ _HEADERS = {
     "bits_up_to_eps": "bits up to eps",
     "bits_to_eps": "bits total to eps",
     "time_to_eps": "time to eps (s)",
+    "final_test_accuracy": "final test accuracy",
+    "rounds_to_acc": "rounds to acc",
+    "bits_up_to_acc": "bits up to acc",
+    "bits_to_acc": "bits total to acc",
+    "time_to_acc": "time to acc (s)",
     "compression_ratio": "compression ratio",
 }
 NOT_REACHED = "not reached"
 
 
-def _run_metrics(traj: dict[str, np.ndarray], eps: float | None) -> dict[str, Any]:
+def last_crossing(ok: np.ndarray) -> int | None:
+    """The first index from which ``ok`` holds to the end (None if its last entry is False)."""
+    ok = np.asarray(ok, dtype=bool)
+    if not len(ok) or not ok[-1]:
+        return None
+    bad = np.flatnonzero(~ok)
+    return int(bad[-1]) + 1 if len(bad) else 0
+
+
+def _run_metrics(
+    traj: dict[str, np.ndarray], eps: float | None, accuracy: float | None = None
+) -> dict[str, Any]:
     step = np.asarray(traj["step"])
     sub = np.asarray(traj["suboptimality"], dtype=float)
     up = np.asarray(traj["bits_up"], dtype=float)
@@ -93,6 +116,19 @@ def _run_metrics(traj: dict[str, np.ndarray], eps: float | None) -> dict[str, An
                 bits_up_to_eps=float(up[i]),
                 bits_to_eps=float(total[i]),
                 time_to_eps=float(wall[i]),
+            )
+    acc = np.asarray(traj.get("test_accuracy", np.full(len(step), np.nan)), dtype=float)
+    if len(step):
+        out["final_test_accuracy"] = float(acc[-1])
+    if accuracy is not None:
+        i = last_crossing(acc >= accuracy)  # NaN compares False
+        out["reached_acc"] = i is not None
+        if i is not None:
+            out.update(
+                rounds_to_acc=float(step[i]),
+                bits_up_to_acc=float(up[i]),
+                bits_to_acc=float(total[i]),
+                time_to_acc=float(wall[i]),
             )
     return out
 
@@ -185,8 +221,10 @@ def summary(
     group_by: str | Sequence[str] | None = None,
     *,
     baseline: str | Mapping[str, Any] | None = None,
+    accuracy: float | None = None,
 ) -> pd.DataFrame:
-    """Final values, cost to reach ``eps`` and compression ratio, per run or per group.
+    """Final values, cost to reach ``eps`` or a held-out ``accuracy``, and compression
+    ratio, per run or per group.
 
     See the module docstring for every definition.
 
@@ -199,17 +237,21 @@ def summary(
             or ``"key=value,..."`` over the loaded frame's columns (values
             compared as text); default: compressor ``none``, except runs whose
             algorithm quantizes by itself (column ``self_quantizing``).
+        accuracy: held-out accuracy target ``test_accuracy >= accuracy`` in (0, 1]
+            (None: no columns "to acc").
 
     Returns:
         One row per run (the identity columns, the metrics, ``reached`` with
         eps, ``baseline``), or one row per group (the keys, ``n_runs``,
         ``statuses``, ``n_reached`` with eps, and mean/_std/_min/_max of each
-        metric). ``df.attrs`` holds ``eps`` and ``group_by``.
+        metric; ``n_reached_acc`` with accuracy). ``df.attrs`` holds ``eps``,
+        ``accuracy`` and ``group_by``.
 
     Raises:
         ValueError: bad eps, unknown group key; see :func:`load` for files.
     """
     eps = check_eps(eps)
+    accuracy = check_accuracy(accuracy)
     df = as_frame(data).reset_index(drop=True)
     keys = group_keys(group_by, df)
     baseline = parse_baseline(baseline)
@@ -220,7 +262,7 @@ def summary(
     runs = []
     for i in range(len(df)):
         row = df.iloc[i]
-        m = _run_metrics(row["trajectory"], eps)
+        m = _run_metrics(row["trajectory"], eps, accuracy)
         runs.append({**{k: row[k] for k in ID_COLUMNS}, **m})
     for i, m in enumerate(runs):
         j = _baseline_index(df, i, baseline)
@@ -233,8 +275,10 @@ def summary(
     per_run = pd.DataFrame(runs)
     if eps is None:
         per_run = per_run.drop(columns=list(_TO_EPS))
+    if accuracy is None:
+        per_run = per_run.drop(columns=list(_TO_ACC))
     if not keys:
-        per_run.attrs.update(eps=eps, group_by=[])
+        per_run.attrs.update(eps=eps, accuracy=accuracy, group_by=[])
         return per_run
     per_run = pd.concat([per_run, df[[k for k in keys if k not in per_run.columns]]], axis=1)
     metrics = [m for m in METRICS if m in per_run.columns]
@@ -253,6 +297,8 @@ def summary(
         )
         if eps is not None:
             rec["n_reached"] = int(g["reached"].sum())
+        if accuracy is not None:
+            rec["n_reached_acc"] = int(g["reached_acc"].sum())
         for m in metrics:
             v = g[m].to_numpy(dtype=float)
             v = v[np.isfinite(v)]
@@ -262,7 +308,7 @@ def summary(
             rec[f"{m}_max"] = float(v.max()) if len(v) else math.nan
         out.append(rec)
     res = pd.DataFrame(out)
-    res.attrs.update(eps=eps, group_by=keys)
+    res.attrs.update(eps=eps, accuracy=accuracy, group_by=keys)
     return res
 
 
@@ -288,8 +334,15 @@ def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
     eps = df.attrs.get("eps")
     keys = list(df.attrs.get("group_by") or [])
     grouped = bool(keys) or "n_runs" in df.columns
+    accuracy = df.attrs.get("accuracy")
     shown = (*_FINAL[:3], *_TO_EPS) if eps is not None else _FINAL
+    if accuracy is not None:
+        shown = (*shown, "final_test_accuracy", *_TO_ACC)
+    elif "final_test_accuracy" in df.columns and df["final_test_accuracy"].notna().any():
+        shown = (*shown, "final_test_accuracy")
     metrics = [m for m in (*shown, "compression_ratio") if m in df.columns]
+    if accuracy is not None and df["final_suboptimality"].isna().all():
+        metrics.remove("final_suboptimality")  # f* unknown (mlp): an empty column
     if grouped:
         idcols = [*keys, "n_runs", "statuses"]
     else:
@@ -306,16 +359,21 @@ def _display(df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]:
     if grouped and eps is not None:
         headers.insert(len(idcols), "reached")
         right.insert(len(idcols), True)
+    if grouped and accuracy is not None:
+        headers.insert(len(idcols) + (eps is not None), "reached acc")
+        right.insert(len(idcols), True)
     cells = []
     for _, r in df.iterrows():
         row = [_cell(r[c]) for c in idcols]
         if grouped and eps is not None:
             row.append(f"{int(r['n_reached'])}/{int(r['n_runs'])}")
+        if grouped and accuracy is not None:
+            row.append(f"{int(r['n_reached_acc'])}/{int(r['n_runs'])}")
         for m in metrics:
             v = r[m]
-            integer = m in ("steps", "rounds_to_eps") or m.startswith("bits")
+            integer = m in ("steps", "rounds_to_eps", "rounds_to_acc") or m.startswith("bits")
             s = _num(v, integer)
-            if m in _TO_EPS and not s:
+            if m in (*_TO_EPS, *_TO_ACC) and not s:
                 s = NOT_REACHED
             elif m == "compression_ratio" and not s:
                 missed = eps is not None and not (
@@ -339,7 +397,13 @@ def _note(df: pd.DataFrame) -> str:
         basis = f"uplink bits per worker to reach f-f* <= {eps:g}, full precision / this run"
     grouped = bool(df.attrs.get("group_by"))
     spread = "; values are mean ± sample std over the group" if grouped else ""
-    return f"compression ratio: {basis}{spread}"
+    acc = df.attrs.get("accuracy")
+    to_acc = (
+        f"; to acc: the first logged row from which held-out accuracy stays >= {acc:g}"
+        if acc is not None
+        else ""
+    )
+    return f"compression ratio: {basis}{spread}{to_acc}"
 
 
 def format_table(df: pd.DataFrame, fmt: str = "text") -> str:

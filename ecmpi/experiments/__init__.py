@@ -29,6 +29,7 @@ EXPERIMENTS: dict[str, str] = {
     "dqgd": "ecmpi.experiments.dqgd:EXPERIMENT",
     "dqgd-rates": "ecmpi.experiments.dqgd:RATES",
     "dqgd-real": "ecmpi.experiments.dqgd:REAL",
+    "dl": "ecmpi.experiments.dl:EXPERIMENT",
 }
 
 

@@ -147,6 +147,8 @@ class Setting:
         runs: run in this order.
         figures: drawn after the runs.
         eps: suboptimality target for the table and the figures (None: final values).
+        accuracy: held-out accuracy target for the table and the figures (problems
+            without f*, such as mlp; the figures then show accuracy).
         group_by: table rows (None: one per run).
         ranks: rank count when ``reproduce`` gets no ``-n``.
         baseline: the full-precision reference runs of the compression ratio
@@ -156,6 +158,7 @@ class Setting:
     runs: tuple[Run, ...]
     figures: tuple[FigureSpec, ...]
     eps: float | None = None
+    accuracy: float | None = None
     group_by: tuple[str, ...] | None = ("algorithm", "compressor")
     ranks: int = 4
     baseline: dict[str, str] | None = None
@@ -171,6 +174,8 @@ class Setting:
                 raise ValueError(f"figure {fig.name!r} names unknown runs: {', '.join(missing)}")
         if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps must be positive, got {self.eps!r}")
+        if self.accuracy is not None and not 0 < self.accuracy <= 1:
+            raise ValueError(f"accuracy must be in (0, 1], got {self.accuracy!r}")
 
     def run_all(
         self, out: str | Path, *, comm: Any = None, max_steps: int | None = None
