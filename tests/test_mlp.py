@@ -255,3 +255,29 @@ def test_accuracy_to_target_uses_the_last_crossing(tmp_path):
     assert fig.axes[0].get_ylabel() == "held-out accuracy"
     with pytest.raises(ValueError, match=r"accuracy must be in \(0, 1\]"):
         summary(path, accuracy=1.5)
+
+
+def _device() -> bool:
+    try:
+        import cupy
+
+        return bool(cupy.is_available())
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _device(), reason="needs CuPy and a CUDA device")
+def test_cupy_iterate_computes_on_the_device():
+    import cupy as cp
+
+    p = small()
+    x = p.initial_point() + 0.05 * np.random.default_rng(0).standard_normal(p.d)
+    xd = cp.asarray(x)
+    g = p.grad(xd)
+    assert isinstance(g, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(g), p.grad(x), rtol=1e-12, atol=1e-14)
+    gb = p.batch_grad(xd, np.array([0, 2, 2]))
+    assert isinstance(gb, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(gb), p.batch_grad(x, np.array([0, 2, 2])), rtol=1e-12)
+    assert p.loss(xd) == pytest.approx(p.loss(x), rel=1e-13)
+    assert p.metrics(xd)["test_accuracy"] == p.metrics(x)["test_accuracy"]
