@@ -281,3 +281,17 @@ def test_cupy_iterate_computes_on_the_device():
     np.testing.assert_allclose(cp.asnumpy(gb), p.batch_grad(x, np.array([0, 2, 2])), rtol=1e-12)
     assert p.loss(xd) == pytest.approx(p.loss(x), rel=1e-13)
     assert p.metrics(xd)["test_accuracy"] == p.metrics(x)["test_accuracy"]
+
+
+def test_dl_experiment_runs_and_tabulates(tmp_path):
+    """Every run of ``ecmpi reproduce dl`` on one rank, 6 steps each: a table with accuracy."""
+    from ecmpi.experiments import get_experiment
+
+    setting = get_experiment("dl").setting(quick=True)
+    assert setting.accuracy == 0.95 and len({r.algorithm for r in setting.runs}) == 6
+    paths = setting.run_all(tmp_path, max_steps=6)
+    tab = summary(paths, accuracy=setting.accuracy, group_by=setting.group_by)
+    assert len(tab) == 7 and set(tab["statuses"]) == {"completed"}
+    assert tab["final_test_accuracy"].between(0, 1).all()
+    ef = tab[tab["algorithm"] == "ef-sgd"]
+    assert sorted(c.split(":")[0] for c in ef["compressor"]) == ["sign", "topk"]
