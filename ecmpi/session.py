@@ -418,6 +418,14 @@ def summary(opts: dict[str, Any], result: RunResult, path: str | None) -> str:
             f"{last.get('compress_time', 0):.3f}",
         ),
     ]
+    if "test_accuracy" in last:  # a problem with a held-out split (mlp)
+        rows.insert(
+            8,
+            (
+                "held-out accuracy / loss",
+                f"{last['test_accuracy']:.4f} / {last.get('test_loss', math.nan):.4g}",
+            ),
+        )
     if path:
         rows.append(("log", path))
     w = max(len(k) for k, _ in rows)
