@@ -34,6 +34,7 @@ ALGORITHMS: dict[str, str] = {
     "ec-gd": "ecmpi.algorithms.ec:ECGD",
     "ec-sgd": "ecmpi.algorithms.ec:ECSGD",
     "ec-lsvrg": "ecmpi.algorithms.ec:ECLSVRG",
+    "ec-gd-diana": "ecmpi.algorithms.ec:ECGDDiana",
     "ec-sgd-diana": "ecmpi.algorithms.ec:ECSGDDiana",
     "ec-lsvrg-diana": "ecmpi.algorithms.ec:ECLSVRGDiana",
     "lkatyusha": "ecmpi.algorithms.katyusha:LKatyusha",

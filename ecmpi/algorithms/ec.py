@@ -27,7 +27,7 @@ tau's node objective f_tau (:mod:`ecmpi.problems.base`), a contraction C
    gradient at the new w is recomputed locally (and averaged if global).
 
 DIANA variants [standard] (Mishchenko et al. 2019; Gorbunov et al. 2020):
-``ec-sgd-diana`` and ``ec-lsvrg-diana`` keep shifts ``h_tau`` (zero at
+``ec-gd-diana``, ``ec-sgd-diana`` and ``ec-lsvrg-diana`` keep shifts ``h_tau`` (zero at
 start) and their mean ``h``, compress ``e_tau + gamma*(g_tau - h_tau + h)``
 with C as above, and send a second message ``Delta_tau = Q(g_tau - h_tau)``
 with an unbiased compressor Q (``shift_compressor``); then
@@ -91,6 +91,7 @@ __all__ = [
     "ECSGD",
     "EF_SCALE_HYPERS",
     "CompensatedMean",
+    "ECGDDiana",
     "ECLSVRGDiana",
     "ECSGDDiana",
     "Snapshot",
@@ -467,6 +468,15 @@ class ECLSVRG(_ECBase):
     stochastic: ClassVar[bool] = True
     estimator: ClassVar[str] = "lsvrg"
     hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + SNAPSHOT_HYPERS
+
+
+class ECGDDiana(_ECBase):
+    """EC-GD-DIANA: EC-GD with DIANA shifts (full local gradients). See the module docstring."""
+
+    name: ClassVar[str] = "ec-gd-diana"
+    estimator: ClassVar[str] = "gd"
+    diana: ClassVar[bool] = True
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = _COMMON + _DIANA
 
 
 class ECSGDDiana(_ECBase):
