@@ -133,9 +133,9 @@ def plot(
         spread: ``minmax``, ``std`` or ``none``.
         title: figure title (default: the problem and dataset).
         path: also save the figure here (``.png``, ``.pdf`` or ``.svg``).
-        y: the curve: ``suboptimality``, ``loss``, ``test_accuracy`` (linear scale) or
-            ``test_loss`` (default: ``test_accuracy`` with ``accuracy``, else
-            ``suboptimality``).
+        y: the curve: ``suboptimality``, ``loss``, ``test_accuracy`` (linear scale; its
+            bits axis is logarithmic, the row of step 0 left out) or ``test_loss``
+            (default: ``test_accuracy`` with ``accuracy``, else ``suboptimality``).
         accuracy: draw this held-out accuracy target as a dotted horizontal line.
 
     Returns:
@@ -202,6 +202,8 @@ def plot(
             ax.axhline(accuracy, color="0.35", ls=":", lw=1.0, label=f"target = {accuracy:g}")
         if yscale == "log":
             ax.set_yscale("log", nonpositive="mask")
+        elif name == "bits":  # accuracy against bits: costs that differ by orders of magnitude
+            ax.set_xscale("log", nonpositive="mask")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
