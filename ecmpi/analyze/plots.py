@@ -189,11 +189,13 @@ def plot(
     axes = fig.subplots(1, len(xs), squeeze=False)[0]
     for ax, name in zip(axes, xs):
         xcol, xlabel = X_AXES[name]
+        positive = False
         for i, (label, runs) in enumerate(series):
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             style = _STYLES[(i // len(OKABE_ITO)) % len(_STYLES)]
             xv, yv, lo, hi = _group_series(runs, xcol, spread, y)
             ax.plot(xv, yv, color=colour, ls=style, lw=1.6, label=label)
+            positive = positive or bool((xv > 0).any())
             if lo is not None:
                 ax.fill_between(xv, lo, hi, color=colour, alpha=0.2, lw=0)
         if eps is not None and y == "suboptimality":
@@ -202,7 +204,7 @@ def plot(
             ax.axhline(accuracy, color="0.35", ls=":", lw=1.0, label=f"target = {accuracy:g}")
         if yscale == "log":
             ax.set_yscale("log", nonpositive="mask")
-        elif name == "bits":  # accuracy against bits: costs that differ by orders of magnitude
+        elif name == "bits" and positive:  # accuracy against bits: costs that differ by orders of magnitude
             ax.set_xscale("log", nonpositive="mask")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
