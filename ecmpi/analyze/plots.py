@@ -204,7 +204,7 @@ def plot(
             ax.axhline(accuracy, color="0.35", ls=":", lw=1.0, label=f"target = {accuracy:g}")
         if yscale == "log":
             ax.set_yscale("log", nonpositive="mask")
-        elif name == "bits" and positive:  # accuracy against bits: costs that differ by orders of magnitude
+        elif name == "bits" and positive:  # accuracy: costs differ by orders of magnitude
             ax.set_xscale("log", nonpositive="mask")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
