@@ -305,7 +305,8 @@ def quadratic_spectrum(d: int, kappa: float, mu: float, spectrum: str) -> np.nda
 
 def _quadratic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | None):
     """Rows ``a_i = sqrt(lambda_j N / m_j) q_j`` (``j = i mod d``, ``m_j`` rows share j),
-    ``b_i = a_i . x_true``: ``A^T A / N = Q diag(lambda) Q^T`` exactly in exact arithmetic."""
+    ``b_i = a_i . x_true + noise * e_i``: ``A^T A / N = Q diag(lambda) Q^T`` exactly in exact
+    arithmetic; ``noise > 0`` gives each shard its own minimizer."""
     if "d" not in opts or "kappa" not in opts:
         raise ValueError("the quadratic source needs d= and kappa=, e.g. quadratic:d=50,kappa=10")
     d, kappa, mu = opts["d"], opts["kappa"], opts.get("mu", 1.0)
@@ -332,6 +333,10 @@ def _quadratic(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: 
     m = n // d + (j < n % d)
     A = np.sqrt(lam[j] * n / m)[:, None] * Q[:, j].T
     y = (A * x_true).sum(axis=1)
+    noise = opts.get("noise", 0.0)
+    if noise:  # per-row target noise: every shard has its own minimizer (G > 0)
+        _, s_e = derive(seed, _DATA, _NOISE)
+        y = y + noise * normal(key, s_e, r0, r1 - r0)
     return A, y, n, "regression", {"eigenvalues": lam, "x_true": x_true}
 
 
@@ -580,6 +585,7 @@ SOURCES: dict[str, tuple[Any, dict[str, Callable[[str], Any]], bool]] = {
             "n": _positive_int,
             "seed": _nonneg_int,
             "spectrum": str,
+            "noise": _nonneg_float,
         },
         False,
     ),

@@ -8,9 +8,15 @@ Haar-random orthogonal matrix (QR of a Gaussian matrix with the signs of R's
 diagonal fixed), ``lambda_j`` runs from ``mu`` to ``kappa*mu`` (``linear`` or
 ``geometric`` spacing), row ``i`` is ``a_i = sqrt(lambda_j N / m_j) q_j`` with
 ``j = i mod d`` and ``m_j`` the number of rows sharing ``j``, and
-``b_i = a_i . x_true`` with ``x_true ~ N(0, I)``. Then ``A^T A / N = H``, so
-``L = kappa*mu``, ``mu = mu`` and ``x* = x_true`` up to rounding (with
-``l2 = 0``; the constants are still computed from the reduced spectrum).
+``b_i = a_i . x_true + noise * e_i`` with ``x_true ~ N(0, I)``, ``e_i ~ N(0, 1)``.
+Then ``A^T A / N = H``, so ``L = kappa*mu``, ``mu = mu`` and, with ``noise = 0``,
+``x* = x_true`` up to rounding (with ``l2 = 0``; the constants are still computed
+from the reduced spectrum, ``x*`` from the normal equations).
+
+**Heterogeneous shards.** With ``noise = 0`` every shard of ``N/P`` rows (a
+multiple of ``d``) has the same local function, so P workers compute identical
+gradients. ``noise > 0`` keeps the Hessian and gives each shard its own
+minimizer: ``grad f_p(x*) != 0`` and the workers' average matters.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ def quadratic_spec(
     n: int | None = None,
     seed: int = 0,
     spectrum: str = "linear",
+    noise: float = 0.0,
 ) -> str:
     """The dataset spec ``quadratic:d=...,kappa=...`` for these parameters."""
     parts = [f"d={int(dim)}", f"kappa={float(kappa)!r}"]
@@ -42,6 +49,8 @@ def quadratic_spec(
         parts.append(f"seed={int(seed)}")
     if spectrum != "linear":
         parts.append(f"spectrum={spectrum}")
+    if noise:
+        parts.append(f"noise={float(noise)!r}")
     return "quadratic:" + ",".join(parts)
 
 
@@ -76,11 +85,12 @@ class Quadratic(LeastSquares):
         n: int | None = None,
         seed: int = 0,
         spectrum: str = "linear",
+        noise: float = 0.0,
         l2: float = 0.0,
         l2_rel: float | None = None,
         dtype: Any = None,
     ) -> Quadratic:
         """``Quadratic(load(quadratic_spec(...)))`` in one call (collective)."""
-        spec = quadratic_spec(dim, kappa, mu=mu, n=n, seed=seed, spectrum=spectrum)
+        spec = quadratic_spec(dim, kappa, mu=mu, n=n, seed=seed, spectrum=spectrum, noise=noise)
         shard = load(spec, comm=comm, **({} if dtype is None else {"dtype": dtype}))
         return cls(shard, comm=comm, l2=l2, l2_rel=l2_rel)
