@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecmpi import _backend
+from ecmpi import _backend, compressor
 from ecmpi.comm import CollectiveFeedback, CommStats
 from ecmpi.comm.common import check_root, chunk_bounds, seed_parts
 from ecmpi.comm.ring import segments
@@ -192,20 +192,22 @@ def test_bench_allreduce_single_rank(tmp_path):
 
 # -- the registry of collectives ---------------------------------------------------------
 def test_registry_lists_the_collectives_with_stable_ids():
-    from ecmpi.comm import COLLECTIVES, Collective, allgather, ps, ring, sra
+    from ecmpi.comm import COLLECTIVES, Collective, allgather, ps, ring, sra, sra_int
 
-    assert list(COLLECTIVES) == ["allgather", "sra", "ring", "ps"]
-    assert [e.id for e in COLLECTIVES.values()] == [1, 2, 3, 4]  # agreement ids, never reused
+    assert list(COLLECTIVES) == ["allgather", "sra", "ring", "ps", "sra-int"]
+    assert [e.id for e in COLLECTIVES.values()] == [1, 2, 3, 4, 5]  # agreement ids, never reused
     assert all(isinstance(e, Collective) and e.name == k for k, e in COLLECTIVES.items())
     assert COLLECTIVES["allgather"].run is allgather.allgather_allreduce
     assert COLLECTIVES["sra"].run is sra.sra_allreduce
     assert COLLECTIVES["ring"].run is ring.ring_allreduce
     assert COLLECTIVES["ps"].run is ps.ps_allreduce
+    assert COLLECTIVES["sra-int"].run is sra_int.sra_int_allreduce
     assert {k: e.options for k, e in COLLECTIVES.items()} == {
         "allgather": (),
         "sra": (),
         "ring": ("segment",),
         "ps": ("root", "downlink"),
+        "sra-int": ("requantize",),
     }
     assert all(e.counts is not None for e in COLLECTIVES.values())
 
@@ -264,7 +266,7 @@ def test_a_registered_collective_is_dispatched_and_benchmarkable():
         register("echo", id=99, options=("segment",))(echo)
         assert list(COLLECTIVES)[-1] == "echo"
         x = np.arange(4, dtype=np.float32)
-        assert np.array_equal(allreduce(x, "none", comm=MPI.COMM_SELF, collective="echo"), 2 * x)
+        assert np.array_equal(allreduce(x, "bf16", comm=MPI.COMM_SELF, collective="echo"), 2 * x)
         assert seen["segment"] == 1 << 18 and seen["seed"] == (0,)
         args = argparse.Namespace(collectives="echo,sra", algorithms=None)
         assert bench_allreduce.parse_collectives(args, ()) == ["echo", "sra"]
@@ -301,6 +303,8 @@ def test_deprecated_algorithm_keyword_warns_and_matches():
 
     x = np.linspace(-1, 1, 50, dtype=np.float32)
     for name in COLLECTIVES:
+        if not COLLECTIVES[name].supports(compressor("sign")):
+            continue
         fa, fb = CollectiveFeedback(), CollectiveFeedback()
         want = allreduce(x, "sign", comm=MPI.COMM_SELF, collective=name, seed=3, feedback=fa)
         with pytest.warns(DeprecationWarning, match="use the keyword 'collective'") as rec:

@@ -196,6 +196,8 @@ def bench(
         for spec in specs:
             c = ecmpi.compressor(spec)
             for name in collectives:
+                if not COLLECTIVES[name].supports(c):
+                    continue
                 st = CommStats()
                 fb = CollectiveFeedback() if feedback else None
 

@@ -83,6 +83,8 @@ def _warm(comm: Any, specs: Sequence[str], collectives: Sequence[str]) -> None:
     for spec in specs:
         c = ecmpi.compressor(spec)
         for name in collectives:
+            if not COLLECTIVES[name].supports(c):
+                continue
             ecmpi.allreduce(x, c, comm=comm, collective=name, seed=(9, 9), check=False)
 
 
@@ -157,6 +159,8 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
         for spec in specs:
             c = ecmpi.compressor(spec)
             for name in collectives:
+                if not COLLECTIVES[name].supports(c):
+                    continue
                 st = CommStats()
 
                 def call(i, _x=x, _c=c, _name=name, _st=st):

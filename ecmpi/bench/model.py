@@ -39,6 +39,7 @@ wire sizes of the codec (``Compressor.wire_nbytes``).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -174,7 +175,9 @@ def counts(collective: str, n: float, P: int, c: Codec = FLOAT32, *, segment: in
         raise ValueError(f"unknown collective {collective!r}; choose from {', '.join(names)}")
     if P == 1:
         return Counts(0.0, 0.0, 0.0, 0.0)
-    kw = {"segment": segment} if "segment" in entry.options else {}
+    kw: dict[str, Any] = {"segment": segment} if "segment" in entry.options else {}
+    if "spec" in inspect.signature(entry.counts).parameters:
+        kw["spec"] = c.name  # a collective whose counts depend on the codec's parameters
     return entry.counts(n, P, c.wire, **kw)
 
 

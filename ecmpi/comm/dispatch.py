@@ -10,6 +10,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
 from ..compress.base import Compressor
 from ..compress.payload import dtype_code
 from ..rng import SeedLike
@@ -43,6 +45,7 @@ _FIELDS = (
     "root",
     "downlink",
     "segment",
+    "requantize",
 )
 
 
@@ -112,6 +115,7 @@ def allreduce(
     root: int = 0,
     downlink: Compressor | str | None = None,
     segment: int = DEFAULT_SEGMENT,
+    requantize: bool = False,
     algorithm: str | None = None,
 ) -> Any:
     """Compressed sum (or mean) of ``x`` over the ranks of ``comm``.
@@ -144,6 +148,9 @@ def allreduce(
         downlink: ``ps`` only: the compressor of the broadcast (default: the
             same; ``"none"`` for full precision).
         segment: ``ring`` only: entries per pipelined message.
+        requantize: ``sra-int`` and ``ring-int`` only: requantize the sum of codes
+            once to the codec's levels instead of sending it in wider codes
+            (:mod:`ecmpi.comm.codesum`).
         algorithm: deprecated alias of ``collective`` (DeprecationWarning).
 
     Raises:
@@ -158,6 +165,8 @@ def allreduce(
     try:
         name = _resolve(collective, algorithm)
         entry, c, down = _validate(x, compressor, name, feedback, stats, downlink, segment)
+        if not isinstance(requantize, (bool, np.bool_)):
+            raise TypeError(f"requantize must be a bool, got {requantize!r}")
         parts = seed_parts(seed)
         if isinstance(root, bool) or not isinstance(root, int):
             raise TypeError(f"root must be an int rank, got {root!r}")
@@ -182,6 +191,7 @@ def allreduce(
                     "root": root if "root" in entry.options else 0,
                     "downlink": down.signature() if down is not None else -1,
                     "segment": segment if "segment" in entry.options else 0,
+                    "requantize": int(requantize) if "requantize" in entry.options else 0,
                 }
             )
         try:
@@ -199,7 +209,7 @@ def allreduce(
                 raise
         if error is not None:
             raise error
-    options = {"root": root, "downlink": down, "segment": segment}
+    options = {"root": root, "downlink": down, "segment": segment, "requantize": bool(requantize)}
     if "root" in entry.options:
         options["root"] = check_root(lcomm, root)
     chosen = {k: options[k] for k in entry.options}

@@ -9,13 +9,16 @@ with :func:`register`; the entry says all that the rest of the package needs:
   never reused: a removed collective's id goes into :data:`RETIRED_IDS`;
 - ``run``: ``run(x, c, comm, *, average, seed, feedback, stats, **options)``;
 - ``options``: which of ``allreduce``'s collective-specific keywords
-  (``root``, ``downlink``, ``segment``) it takes; the others are neither
+  (``root``, ``downlink``, ``segment``, ``requantize``) it takes; the others are neither
   passed nor compared across ranks;
 - ``counts``: its row of the alpha-beta-gamma model (:mod:`ecmpi.bench.model`),
   ``counts(n, P, wire, **options) -> Counts``, with ``wire(m)`` the payload bytes
   for ``m`` entries. The formula lives beside the collective, so the pattern and
   its cost are read (and changed) in one file; the model adds only the network,
-  the codec's coding costs and ``MPI_Allreduce``'s row.
+  the codec's coding costs and ``MPI_Allreduce``'s row;
+- ``accepts``: ``accepts(compressor) -> bool`` for a collective that runs with
+  some compressors only (``sra-int``: qsgd and terngrad); the benchmarks skip
+  the others (:meth:`Collective.supports`).
 
 :data:`COLLECTIVES` maps name -> entry and iterates in id order
 (``allgather``, ``sra``, ``ring``, ``ps``). Adding a collective: write
@@ -33,7 +36,7 @@ from typing import Any
 __all__ = ["COLLECTIVES", "OPTIONS", "RETIRED_IDS", "Collective", "Counts", "get", "register"]
 
 #: the collective-specific keywords of :func:`ecmpi.allreduce`
-OPTIONS = ("root", "downlink", "segment")
+OPTIONS = ("root", "downlink", "segment", "requantize")
 #: agreement ids of removed collectives (never handed out again)
 RETIRED_IDS: frozenset[int] = frozenset()
 
@@ -57,6 +60,11 @@ class Collective:
     run: Callable[..., Any]
     options: tuple[str, ...] = ()
     counts: Callable[..., Counts] | None = None
+    accepts: Callable[[Any], bool] | None = None
+
+    def supports(self, c: Any) -> bool:
+        """Whether the collective runs with compressor ``c`` (all do, unless ``accepts`` says)."""
+        return self.accepts is None or bool(self.accepts(c))
 
 
 #: name -> entry, in id order
@@ -69,6 +77,7 @@ def register(
     id: int,
     options: tuple[str, ...] = (),
     counts: Callable[..., Counts] | None = None,
+    accepts: Callable[[Any], bool] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register the decorated function as the collective ``name``.
 
@@ -87,7 +96,7 @@ def register(
         taken = {e.id: e.name for e in COLLECTIVES.values()}
         if id in taken or id in RETIRED_IDS:
             raise ValueError(f"collective id {id} is taken ({taken.get(id, 'retired')})")
-        entry = Collective(name, id, fn, tuple(options), counts)
+        entry = Collective(name, id, fn, tuple(options), counts, accepts)
         items = sorted([*COLLECTIVES.values(), entry], key=lambda e: e.id)
         COLLECTIVES.clear()
         COLLECTIVES.update((e.name, e) for e in items)
