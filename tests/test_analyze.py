@@ -163,6 +163,17 @@ def test_rounds_bits_time_to_eps_exact(pair):
     assert s.loc["qsgd", "baseline"] == str(base)
 
 
+def test_rounds_to_eps_counts_from_the_last_crossing(tmp_path):
+    # dips below 0.2 at step 2, rises above at step 3, stays below from step 4 on
+    bouncy = write_log(tmp_path / "b.h5", [1.0, 0.5, 0.1, 0.3, 0.15, 0.1, 0.05], seed=1)
+    risen = write_log(tmp_path / "r.h5", [1.0, 0.1, 0.05, 0.1, 0.3, 0.4, 0.5], seed=2)
+    s = summary([bouncy, risen], eps=0.2).set_index("seed")
+    assert s.loc[1, "reached"] and s.loc[1, "rounds_to_eps"] == 4
+    assert s.loc[1, "bits_up_to_eps"] == 4 * 64 and s.loc[1, "time_to_eps"] == 2.0
+    # below eps at steps 1-3 but above it at the end: not reached
+    assert not s.loc[2, "reached"] and np.isnan(s.loc[2, "rounds_to_eps"])
+
+
 def test_final_values_and_ratio_at_equal_steps(tmp_path):
     # the baseline logs every 2nd step up to 6, the compressed run every step up to 5:
     # the largest common step > 0 is 4

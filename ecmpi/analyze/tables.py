@@ -5,10 +5,12 @@ Definitions (all per worker, from the logged rows; no interpolation):
 - ``steps``: the last logged step; ``final_suboptimality`` = f(x) - f* and
   ``final_loss`` = f(x) at that row; ``bits_up`` (uplink) and ``bits_total``
   (``bits_up + bits_down``) cumulative per worker; ``time``: ``wall_time``.
-- With ``eps``: the first logged row whose suboptimality is ``<= eps``;
-  ``rounds_to_eps`` is its step, ``bits_up_to_eps``/``bits_to_eps``/
-  ``time_to_eps`` the cumulative values there; ``reached`` is False (and
-  those NaN, shown as "not reached") when no row gets there.
+- With ``eps``: the first logged row from which the suboptimality stays
+  ``<= eps`` at every later row (the last crossing: a run that rises above eps
+  again has not reached it there); ``rounds_to_eps`` is its step,
+  ``bits_up_to_eps``/``bits_to_eps``/``time_to_eps`` the cumulative values
+  there; ``reached`` is False (and those NaN, shown as "not reached") when the
+  last row is above eps.
 - ``final_test_accuracy``: the last row's ``test_accuracy`` (NaN for logs without
   that column, e.g. the convex problems). With ``accuracy``: the first logged row
   from which ``test_accuracy >= accuracy`` holds at every later row (the last
@@ -107,10 +109,9 @@ def _run_metrics(
             time=float(wall[-1]),
         )
     if eps is not None:
-        hit = np.flatnonzero(sub <= eps)  # NaN compares False
-        out["reached"] = bool(len(hit))
-        if len(hit):
-            i = int(hit[0])
+        i = last_crossing(sub <= eps)  # NaN compares False
+        out["reached"] = i is not None
+        if i is not None:
             out.update(
                 rounds_to_eps=float(step[i]),
                 bits_up_to_eps=float(up[i]),
@@ -394,7 +395,10 @@ def _note(df: pd.DataFrame) -> str:
     if eps is None:
         basis = "uplink bits per worker of the full-precision run / this run's, at equal steps"
     else:
-        basis = f"uplink bits per worker to reach f-f* <= {eps:g}, full precision / this run"
+        basis = (
+            f"uplink bits per worker until f-f* stays <= {eps:g} (last crossing), "
+            "full precision / this run"
+        )
     grouped = bool(df.attrs.get("group_by"))
     spread = "; values are mean ± sample std over the group" if grouped else ""
     acc = df.attrs.get("accuracy")
