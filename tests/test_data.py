@@ -133,6 +133,18 @@ def test_syn_recipe_defaults():
     assert load("syn:d=16,n=300", comm=SELF).n_global == 300
 
 
+def test_syn_cond_scales_the_columns_geometrically():
+    base, s = load("syn:d=16,n=4000", comm=SELF), load("syn:d=16,n=4000,cond=100", comm=SELF)
+    col = 100.0 ** (-np.arange(16) / 30.0)
+    assert np.allclose(s.A, base.A * col, rtol=1e-12, atol=0)
+    assert np.allclose(s.y - s.A @ s.info["w_true"], base.y - base.A @ base.info["w_true"])
+    # the sample Hessian's condition number is near cond (n = 250 d)
+    lam = np.linalg.eigvalsh(s.A.T @ s.A / s.n_global)
+    assert 60 < lam[-1] / lam[0] < 160
+    with pytest.raises(ValueError, match="cond must be >= 1"):
+        load("syn:d=16,cond=0.5", comm=SELF)
+
+
 @pytest.mark.parametrize("spectrum", ["linear", "geometric"])
 def test_quadratic_rows_have_the_prescribed_spectrum(spectrum):
     s = load(f"quadratic:d=12,kappa=50,mu=0.5,n=40,spectrum={spectrum}", comm=SELF)

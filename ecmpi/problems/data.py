@@ -8,7 +8,9 @@ wherever the source allows, reads or generates only those rows:
 ``synthetic:n=,d=,noise=,seed=``      Gaussian design, ``y = A w* + noise`` (regression)
                                       or ``sign(A w* + noise)`` (classification);
                                       ``classes=K``: ``argmax_k (A W* + noise)_k`` (multiclass)
-``syn:d=256[,n=,noise=,seed=]``       the ECQ-SGD "Syn-d" recipe: same generator, n=10000
+``syn:d=256[,n=,noise=,seed=,cond=]``
+                                      the ECQ-SGD "Syn-d" recipe: same generator, n=10000;
+                                      ``cond=C`` makes the Hessian's spectrum 1..1/C
 ``quadratic:d=,kappa=[,mu=,n=,...]``  rows whose Gram matrix has eigenvalues mu..kappa*mu
 ``sklearn:NAME``                      breast_cancer, digits (parity or ``digit=K``; the ten
                                       classes with ``task=multiclass``), diabetes
@@ -242,9 +244,20 @@ _Raw = tuple[np.ndarray, np.ndarray, int, "str | None", dict[str, Any]]
 
 
 def _synthetic_rows(
-    n: int, d: int, noise: float, seed: int, task: str | None, r0: int, r1: int, classes: int = 0
+    n: int,
+    d: int,
+    noise: float,
+    seed: int,
+    task: str | None,
+    r0: int,
+    r1: int,
+    classes: int = 0,
+    cond: float = 1.0,
 ) -> _Raw:
     """Rows ``r0..r1-1`` of ``a_i ~ N(0, I_d)``, ``w* ~ N(0, I_d/d)``, ``e_i ~ N(0, noise^2)``.
+
+    ``cond > 1`` scales column j by ``cond^(-j/(2(d-1)))``: the population Hessian
+    ``E[a a^T]`` then has eigenvalues ``cond^(-j/(d-1))``, from 1 down to ``1/cond``.
 
     With ``classes=K >= 2``: ``W* ~ N(0, I/d)`` of shape ``(d, K)``, ``E ~ N(0, noise^2)`` of
     shape ``(n, K)`` and ``y_i = argmax_k (a_i W* + e_i)_k`` in 0..K-1 (task ``multiclass``).
@@ -254,6 +267,8 @@ def _synthetic_rows(
     _, s_w = derive(seed, _DATA, _WEIGHTS)
     _, s_e = derive(seed, _DATA, _NOISE)
     A = normal(key, s_x, r0 * d, (r1 - r0) * d).reshape(r1 - r0, d)
+    if cond != 1.0:
+        A *= float(cond) ** (-np.arange(d) / (2.0 * max(d - 1, 1)))
     if classes:
         if task not in (None, "multiclass"):
             raise ValueError(f"classes= makes multiclass labels, not task={task!r}")
@@ -285,7 +300,10 @@ def _syn(opts: dict[str, Any], r: Callable[[int], tuple[int, int]], task: str | 
         raise ValueError("the syn source needs d=, e.g. syn:d=256")
     n = opts.get("n", 10_000)
     r0, r1 = r(n)
-    return _synthetic_rows(n, opts["d"], opts.get("noise", 0.1), opts.get("seed", 0), task, r0, r1)
+    noise, seed, cond = opts.get("noise", 0.1), opts.get("seed", 0), opts.get("cond", 1.0)
+    if not cond >= 1.0:
+        raise ValueError(f"syn: cond must be >= 1, got {cond}")
+    return _synthetic_rows(n, opts["d"], noise, seed, task, r0, r1, cond=cond)
 
 
 def quadratic_spectrum(d: int, kappa: float, mu: float, spectrum: str) -> np.ndarray:
@@ -573,7 +591,13 @@ SOURCES: dict[str, tuple[Any, dict[str, Callable[[str], Any]], bool]] = {
     ),
     "syn": (
         _syn,
-        {"n": _positive_int, "d": _positive_int, "noise": _nonneg_float, "seed": _nonneg_int},
+        {
+            "n": _positive_int,
+            "d": _positive_int,
+            "noise": _nonneg_float,
+            "seed": _nonneg_int,
+            "cond": float,
+        },
         False,
     ),
     "quadratic": (
