@@ -76,7 +76,8 @@ _UNKNOWN = {
     "x_star": (
         "the minimizer x*",
         "a non-convex loss has no known minimizer",
-        "dqgd's quantization ranges and --x0 star+C need it and do not apply; start from --x0 init",
+        "the quantization ranges of dqgd and qgd and --x0 star+C need it and do not apply; "
+        "start from --x0 init",
     ),
 }
 
