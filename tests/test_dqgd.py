@@ -261,3 +261,48 @@ def test_bad_hyperparameters():
         make(QGD, prob, prob.x_star, range_norm="l2")
     with pytest.raises(ValueError, match="x0 must have shape"):
         make(DQGD, prob, np.zeros(3))
+
+
+@pytest.mark.parametrize("bits", [7, 8])
+def test_qgd_fixed_range_is_safe_and_stalls_at_its_floor(bits):
+    """The fixed range r = L*D: no saturation, linear at sigma, then a floor.
+
+    Upper (induction, sigma + eta*L*eps <= 1 at these R): ||x_t - x*|| <= sigma^t D
+    + eta*eps*r*(1 - sigma^t)/(1 - sigma). Lower, as in test_qgd_rate_matches_theory
+    (uniform error model, Bennett 1948; Hoeffding over d = 50): the error of each step has
+    ||err||_2 >= sqrt(d/3) 2^-R r / 2 and x_t - x* = (I - eta H)(x_{t-1} - x*) - eta*err
+    with err independent of the past, so ||x_t - x*|| stays near eta*||err|| or above.
+    """
+    prob = problem(16, rotate=True, kappa=10.0)
+    x0 = prob.x_star + np.random.default_rng(17).standard_normal(D_DIM)
+    alg = make(QGD, prob, x0, bits_per_dim=bits, qgd_range="fixed")
+    d0 = np.linalg.norm(x0 - prob.x_star)
+    r = alg.L * d0
+    assert alg.sigma + alg.eta * alg.L * alg.eps <= 1.0
+    assert alg.floor == pytest.approx(alg.eta * alg.eps * r / (1 - alg.sigma))
+    dist = []
+    for t in range(T_RATE):
+        cost = alg.step(t)
+        assert cost.extra["saturated"] == 0.0 and cost.extra["range"] == pytest.approx(r)
+        dist.append(np.linalg.norm(alg.x - prob.x_star))
+    s = alg.sigma
+    for t, dt in enumerate(dist, start=1):
+        assert dt <= s**t * d0 + alg.eta * alg.eps * r * (1 - s**t) / (1 - s) * (1 + 1e-9), t
+    lo = alg.eta * math.sqrt(D_DIM / 3) * 2.0**-bits * r / 2
+    # stalled: the last five distances all stay above the error floor's lower bound
+    assert min(dist[-5:]) >= 0.5 * lo
+
+
+def test_qgd_send_scale_bits_and_no_saturation():
+    """The scaled naive quantizer: d*R + 32 bits per step, range ||g||_inf, never saturates."""
+    prob = problem(18, rotate=True)
+    x0 = prob.x_star + np.random.default_rng(19).standard_normal(D_DIM)
+    alg = make(QGD, prob, x0, bits_per_dim=4, send_scale=True)
+    for t in range(T_RATE):
+        g = prob.local_grad(alg.x)
+        cost = alg.step(t)
+        assert cost.bits_up == D_DIM * 4 + 32
+        assert cost.extra["saturated"] == 0.0
+        # float32(max |g_i|), rounded up so that no coordinate leaves the range
+        r = cost.extra["range"]
+        assert r == np.float32(r) and 0 <= r - np.max(np.abs(g)) <= 2.0**-23 * r

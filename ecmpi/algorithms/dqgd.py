@@ -23,6 +23,9 @@ DQ-GD, worker ``p`` of ``P`` (``x_hat = x0``, ``e_p = 0`` known to all):
 
 Naive ``qgd``: ``q_p = Q_{R, r_t}(grad f_p(x_hat))`` with
 ``r_t = L*D*a^t + G``, ``x_hat = x_hat - eta*(1/P) sum_p q_p``.            [paper]
+Three more honest forms of the naive baseline: ``--qgd-range fixed``, the
+range ``r = L*D + G`` fixed from the theory for every step (no schedule),
+and ``--send-scale``, which sends ``float32(||g||_inf)`` (32 bits) per step.
 
 **Why this range covers the worst case** (``P = 1``, ``G = 0``). With
 ``||z_t - x*|| <= D*sigma^t``: ``||grad f(z_t)||_2 <= L*D*sigma^t``, and the
@@ -42,7 +45,16 @@ Naive ``qgd``: ``||x_{t+1} - x*|| <= sigma*||x_t - x*|| + eta*eps*r_t`` with
 (``eta*L = 1 + sigma`` at the default step). ``--qgd-range paper`` uses
 ``a = sigma + eps`` (the paper's rate, ALGORITHMS.md), ``safe`` uses
 ``a = sigma + eta*L*eps``. With the paper's range saturation is possible in
-the worst case; it is counted and logged.
+the worst case; it is counted and logged. Both schedules force the range,
+and so the rate, to shrink as the theory says.
+
+``fixed`` keeps ``r = L*D`` (``+ G``) at every step, the range a quantizer
+without side information must cover from the start. If
+``sigma + eta*L*eps <= 1`` then ``||x_t - x*|| <= D`` for all ``t`` by
+induction, so nothing saturates, and
+``||x_t - x*|| <= sigma^t*D + eta*eps*r*(1 - sigma^t)/(1 - sigma)``: linear
+at ``sigma`` down to a floor ``eta*eps*L*D/(1 - sigma)``, no convergence
+below it (``floor`` in :meth:`describe`).
 
 **P workers.** Each worker quantizes its own local gradient with its own
 error ``e_p``. ``G = max_p ||grad f_p(x*)||_2`` (computed once from the
@@ -319,22 +331,33 @@ class QGD(_QuantizedGD):
             "qgd_range",
             str,
             "paper",
-            "range decay a: paper (sigma + rho*2^-R) or safe (sigma + eta*L*rho*2^-R)",
-            choices=("paper", "safe"),
+            "range: decays at a = sigma + rho*2^-R (paper) or sigma + eta*L*rho*2^-R (safe), "
+            "or stays L*D + G (fixed, no schedule)",
+            choices=("paper", "safe", "fixed"),
         ),
     )
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         self.qgd_range = mode = self.params["qgd_range"]
-        self.a = self.sigma + (self.eta * self.L if mode == "safe" else 1.0) * self.eps
+        if mode == "fixed":
+            self.a = 1.0
+        else:
+            self.a = self.sigma + (self.eta * self.L if mode == "safe" else 1.0) * self.eps
+        #: fixed range: the distance floor eta*eps*r/(1 - sigma) (0 for the schedules)
+        self.floor = (
+            self.eta * self.eps * self.next_range(0) / (1.0 - self.sigma)
+            if mode == "fixed"
+            else 0.0
+        )
 
     @property
     def theory_rate(self) -> float:
-        return self.a
+        """``a`` for the schedules; ``sigma`` (down to :attr:`floor`) for the fixed range."""
+        return self.sigma if self.qgd_range == "fixed" else self.a
 
     def next_range(self, t: int) -> float:
-        """``r_t = L*D*a^t + G``."""
+        """``r_t = L*D*a^t + G`` (``a = 1``: the fixed range)."""
         return self.L_range * self.D * self.a**t + self.G
 
     def step(self, t: int) -> StepCost:
@@ -355,5 +378,5 @@ class QGD(_QuantizedGD):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out.update(qgd_range=self.qgd_range, a=self.a)
+        out.update(qgd_range=self.qgd_range, a=self.a, floor=self.floor)
         return out
