@@ -70,3 +70,39 @@ def test_shared_coin_is_a_pure_function_of_seed_and_step():
     assert all(shared_coin(3, t, 1.0) for t in range(100))
     # Binomial(500, 0.5): within 5 standard deviations
     assert abs(sum(a) - 250) < 5 * math.sqrt(500 * 0.25)
+
+
+def test_reproduction_follows_the_template():
+    """The ec-lkatyusha runs: 4 values of R over 1e-2..1e-5, five data sets, three seeds,
+    start x* + 1, TopK K = 1..3 and dithering, full and minibatch gradients, and a stop
+    below eps so that the last crossing of eps lies inside every log."""
+    from ecmpi.experiments import get_experiment
+    from ecmpi.experiments.eclkatyusha import DATASETS, EPS, METHODS, RELS
+
+    full = get_experiment("ec-lkatyusha").full
+    opts = [r.options for r in full.runs]
+    assert len(RELS) >= 4 and min(RELS) <= 1e-5 and max(RELS) >= 1e-2
+    assert {o["l2_rel"] for o in opts} == set(RELS)
+    assert {o["dataset"] for o in opts} == {v["dataset"] for v in DATASETS.values()}
+    assert {"keel:mushroom", "keel:magic", "keel:spambase", "sklearn:breast_cancer"} <= {
+        o["dataset"] for o in opts
+    }
+    assert {r.algorithm for r in full.runs} == set(METHODS)
+    for data in DATASETS:
+        for rel in RELS:
+            for alg in METHODS:
+                seeds = {
+                    o["seed"]
+                    for r, o in zip(full.runs, opts, strict=True)
+                    if r.algorithm == alg
+                    and o["l2_rel"] == rel
+                    and o["dataset"] == DATASETS[data]["dataset"]
+                    and o["compressor"] == "topk:k=1"
+                    and o["batch_size"] == 0
+                }
+                assert len(seeds) >= 3, (data, rel, alg)
+    assert {o["compressor"] for o in opts} >= {"topk:k=1", "topk:k=2", "topk:k=3"}
+    assert any(o["compressor"].startswith("qsgd") for o in opts)
+    assert any(o["batch_size"] > 0 for o in opts) and any(o["batch_size"] == 0 for o in opts)
+    assert all(o["x0"] == "star+1" and o["target"] < EPS for o in opts)
+    assert full.eps == EPS == 1e-6 and full.ranks == 4

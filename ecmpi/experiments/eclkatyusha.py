@@ -1,35 +1,42 @@
 """EC-LKatyusha (Qian, Richtárik, Zhang, NeurIPS 2021): accelerated error compensation.
 
-l2-regularized logistic regression (the authors' template: lambda = R * L,
-start at x* + 1, TopK compression) comparing error-compensated GD, L-SVRG and
-loopless Katyusha with uncompressed loopless Katyusha; f - f* against rounds
-and bits per worker. The claim: rounds to reach f - f* <= eps grow like
-sqrt(kappa) for EC-LKatyusha and like kappa for EC-GD / EC-LSVRG, so it needs
-several times fewer rounds at large kappa (kappa ~ 1/R).
+``ec-lkatyusha`` (:data:`EXPERIMENT`) is the paper's template: l2-regularized
+logistic regression with ``lambda = R * L`` (kappa = L/mu about 1/R), start
+``x* + 1``, TopK compression, and the claim that rounds to ``f - f* <= 1e-6``
+grow like sqrt(kappa) for EC-LKatyusha but like kappa for the error-compensated
+methods without momentum. The comparison is the DIANA family, which converges
+to x* on heterogeneous data (EC-GD alone stops at a floor there): ``ec-gd-diana``
+(full local gradients, step 1/L) and ``ec-lsvrg-diana`` (loopless SVRG). Every
+method uses its defaults: the loopless methods refresh their snapshot with
+``p = delta`` (K/d for TopK), an unbiased compressor is scaled into a
+contraction (``--ef-scale auto``), DIANA's shifts use ``qsgd:levels=1``.
 
-Every method uses full local gradients (``--batch-size 0``: one round = one
-local pass, so rounds measure communication, not sampling noise) and the
-loopless methods refresh their snapshot with probability ``p = delta``, the
-contraction factor K/d of TopK (the paper's "p in proportion to K/d"; the
-default 1/m is 1 with full gradients, which sends a full-precision snapshot
-gradient every round). lkatyusha is the identity-compressed reference.
+Full (:data:`DATASETS` x :data:`RELS` x :data:`METHODS` x 3 seeds, then
+:func:`panel_runs`):
 
-Quick: synthetic 2,000 x 100, R = 1e-2, TopK with K = 3. Full: R = 1e-2, 1e-3
-and 1e-4 (kappa about 1e2 to 1e4), one figure each.
+- the kappa sweep: R = 1e-2, 1e-3, 1e-4, 1e-5 on the synthetic set, scikit-learn's
+  breast_cancer and keel's mushroom, magic and spambase (standardized, a bias
+  column), TopK K = 1, full local gradients (one round = one local pass);
+  rounds capped per R (:data:`STEPS`), a run stops at ``f - f* <= 1e-8`` so the
+  last crossing of 1e-6 lies inside the log;
+- at R = 1e-4 on the synthetic set: TopK K = 2, 3 and random dithering
+  (``qsgd:levels=2``) with full gradients, and minibatches of 10 rows
+  (m = 50 per node) for ec-lkatyusha and ec-lsvrg-diana under TopK K = 1.
 
-Three studies of the same family on synthetic 400 x d logistic regression:
+Quick: the synthetic set at R = 1e-2 and 1e-3, one seed (under 2 minutes on 2 cores).
+``examples/eclkatyusha_kappa.py`` runs any subset of these runs in one MPI job
+and fits the exponents.
 
-- ``ec-lkatyusha-template`` (:data:`TEMPLATE`): the authors' template in full,
-  lambda = L/1e4, d = 20, every method of the family (ec-sgd and
-  ec-sgd-diana with one sample per step) under TopK with K = 1, 2, 3 and
-  2-level random dithering, against uncompressed lkatyusha; 1,500 rounds.
-  Quick: TopK with K = 2 only.
+Three older studies of the same family on synthetic 400 x d logistic regression:
+
+- ``ec-lkatyusha-template`` (:data:`TEMPLATE`): lambda = L/1e4, d = 20, every
+  method of the family (ec-sgd and ec-sgd-diana with one sample per step)
+  under TopK with K = 1, 2, 3 and 2-level random dithering, against
+  uncompressed lkatyusha; 1,500 rounds. Quick: TopK with K = 2 only.
 - ``ec-lkatyusha-kappa`` (:data:`KAPPA`): rounds to f - f* <= 1e-6 as kappa
-  grows (R = 1e-1 .. 1e-3, d = 50, TopK K = 5, p = 0.2); theory: slope 1/2 of
-  log(rounds) against log(kappa) for ec-lkatyusha, 1 for ec-lsvrg. Full adds
-  the quadratic (kappa = 10 .. 1000, d = 50) with ec-gd, which converges there
-  (every node's gradient vanishes at x*). ``examples/eclkatyusha_acceleration.py``
-  fits the slopes.
+  grows (R = 1e-1 .. 1e-3, d = 50, TopK K = 5, p = 0.2) for ec-lkatyusha and
+  ec-lsvrg; full adds the quadratic (kappa = 10 .. 1000, d = 50) with ec-gd.
+  ``examples/eclkatyusha_acceleration.py`` fits the slopes.
 - ``ec-lkatyusha-p`` (:data:`P_SWEEP`): the snapshot probability p of
   ec-lkatyusha (R = 1e-2, d = 50, TopK K = 2), rounds and bits to 1e-6, with
   p = ratio (the compression ratio) among the values.
@@ -37,38 +44,114 @@ Three studies of the same family on synthetic 400 x d logistic regression:
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import numpy as np
+
 from .base import Experiment, FigureSpec, Run, Setting, flags
 
-__all__ = ["EXPERIMENT", "KAPPA", "P_SWEEP", "TEMPLATE", "runs"]
+__all__ = [
+    "DATASETS",
+    "EPS",
+    "EXPERIMENT",
+    "KAPPA",
+    "METHODS",
+    "P_SWEEP",
+    "RELS",
+    "SEEDS",
+    "STEPS",
+    "TEMPLATE",
+    "kappa_table",
+    "panel_runs",
+    "sweep_runs",
+]
 
-DATASET = "synthetic:n=2000,d=100"
-_METHODS = ("lkatyusha", "ec-gd", "ec-lsvrg", "ec-lkatyusha")
-#: the methods whose snapshot probability is set to C's contraction factor
-_LOOPLESS_COMPRESSED = ("ec-lsvrg", "ec-lkatyusha")
+_STANDARD = {"scale": "standard", "bias": True}
+#: short name -> dataset flags of the logistic regression
+DATASETS: dict[str, dict] = {
+    "synthetic": {"dataset": "synthetic:n=2000,d=50,seed=1"},
+    "breast_cancer": {"dataset": "sklearn:breast_cancer", **_STANDARD},
+    "mushroom": {"dataset": "keel:mushroom", **_STANDARD},
+    "magic": {"dataset": "keel:magic", **_STANDARD},
+    "spambase": {"dataset": "keel:spambase", **_STANDARD},
+}
+#: the compared methods, the accelerated one first
+METHODS = ("ec-lkatyusha", "ec-lsvrg-diana", "ec-gd-diana")
+#: lambda = R * L: kappa about 1e2 .. 1e5
+RELS = (1e-2, 1e-3, 1e-4, 1e-5)
+#: the round cap at each R (a run that does not reach eps by then is a lower bound)
+STEPS = {1e-2: 2000, 1e-3: 4000, 1e-4: 8000, 1e-5: 10000}
+SEEDS = (0, 1, 2)
+EPS = 1e-6
 
 
-def runs(l2_rel: float, steps: int, k: int = 3) -> tuple[Run, ...]:
-    """The four methods at ``lambda = l2_rel * L``; lkatyusha sends full precision."""
-    common = flags(
+def _slug(spec: str) -> str:
+    return spec.replace(":", "-").replace(",", "-").replace("=", "")
+
+
+def _run(
+    alg: str, data: str, rel: float, seed: int, *, comp: str = "topk:k=1", batch=0, steps=None
+):
+    tag = f"{alg}_{data}_R{rel:g}_s{seed}"
+    if comp != "topk:k=1":
+        tag += "_" + _slug(comp)
+    if batch:
+        tag += f"_b{batch}"
+    argv = flags(
         problem="logreg",
-        dataset=DATASET,
-        l2_rel=l2_rel,
+        **DATASETS[data],
+        l2_rel=rel,
         x0="star+1",
-        batch_size=0,
-        steps=steps,
+        compressor=comp,
+        batch_size=batch,
+        steps=steps or STEPS[rel],
         log_every=10,
-        target=1e-9,
+        target=1e-8,
+        seed=seed,
     )
-    tag = f"{l2_rel:.0e}".replace("-0", "-")
-    out = []
-    for alg in _METHODS:
-        comp = "none" if alg == "lkatyusha" else f"topk:k={k}"
-        p = "delta" if alg in _LOOPLESS_COMPRESSED else None
-        out.append(Run(f"{alg}_l2{tag}", (alg, *common, *flags(compressor=comp, p=p))))
+    return Run(tag, (alg, *argv))
+
+
+def sweep_runs(
+    datasets=tuple(DATASETS), rels=RELS, seeds=SEEDS, methods=METHODS, steps=None
+) -> tuple[Run, ...]:
+    """Every method at every ``lambda = R * L`` on every data set, TopK K = 1, full gradients."""
+    return tuple(
+        _run(a, ds, rel, s, steps=steps)
+        for ds in datasets
+        for rel in rels
+        for a in methods
+        for s in seeds
+    )
+
+
+def panel_runs(seeds=SEEDS, rel: float = 1e-4) -> tuple[Run, ...]:
+    """R = 1e-4 on the synthetic set: other compressors, and minibatches of 10 rows."""
+    out = [
+        _run(a, "synthetic", rel, s, comp=c)
+        for c in ("topk:k=2", "topk:k=3", "qsgd:levels=2,bucket=512")
+        for a in METHODS
+        for s in seeds
+    ]
+    out += [_run(a, "synthetic", rel, s, batch=10) for a in METHODS[:2] for s in seeds]
     return tuple(out)
 
 
-_FULL = ((1e-2, 2000), (1e-3, 6000), (1e-4, 20000))
+def _figures(datasets, rels) -> tuple[FigureSpec, ...]:
+    return tuple(
+        FigureSpec(
+            f"ec-lkatyusha_{ds}_R{rel:g}",
+            x=("rounds", "bits"),
+            runs=tuple(r.name for r in sweep_runs((ds,), (rel,), seeds=(0,))),
+            title=f"logistic regression, {ds}, lambda = {rel:g} L, topk:k=1",
+        )
+        for ds in datasets
+        for rel in rels
+    )
+
+
+_GROUP = ("algorithm", "dataset", "compressor", "l2_rel", "batch_size")
 EXPERIMENT = Experiment(
     name="ec-lkatyusha",
     paper=(
@@ -76,29 +159,111 @@ EXPERIMENT = Experiment(
         "NeurIPS 2021, arXiv 2010.00091."
     ),
     description=(
-        "l2-regularized logistic regression, start x* + 1, TopK (K = 3): EC-GD, EC-LSVRG and "
-        "EC-LKatyusha against uncompressed loopless Katyusha, f - f* against rounds and bits."
+        "l2-regularized logistic regression, lambda = R L (R = 1e-2 .. 1e-5), start x* + 1, "
+        "TopK K = 1: EC-LKatyusha against EC-LSVRG-DIANA and EC-GD-DIANA on synthetic, "
+        "breast_cancer, mushroom, magic and spambase, 3 seeds; rounds and bits to f - f* <= 1e-6."
     ),
     quick=Setting(
-        runs=runs(1e-2, 1500),
-        figures=(FigureSpec("ec-lkatyusha", x=("rounds", "bits")),),
-        eps=1e-6,
+        runs=sweep_runs(("synthetic",), (1e-2, 1e-3), seeds=(0,), steps=800),
+        figures=_figures(("synthetic",), (1e-3,)),
+        eps=EPS,
+        group_by=_GROUP,
     ),
     full=Setting(
-        runs=tuple(r for l2, steps in _FULL for r in runs(l2, steps)),
-        figures=tuple(
-            FigureSpec(
-                f"ec-lkatyusha_l2{l2:.0e}".replace("-0", "-"),
-                x=("rounds", "bits"),
-                runs=tuple(r.name for r in runs(l2, steps)),
-                title=f"logistic regression, lambda = {l2:g} L",
-            )
-            for l2, steps in _FULL
-        ),
-        eps=1e-6,
-        group_by=("algorithm", "compressor", "l2_rel"),
+        runs=sweep_runs() + panel_runs(),
+        figures=_figures(tuple(DATASETS), (1e-4,)),
+        eps=EPS,
+        group_by=_GROUP,
     ),
 )
+
+# --- rounds against kappa, fitted ---------------------------------------------------------
+
+
+def _fit(kappa: np.ndarray, rounds: np.ndarray) -> float:
+    ok = np.isfinite(rounds)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(kappa[ok]), np.log(rounds[ok]), 1)[0])
+
+
+def kappa_table(out: Path) -> str:
+    """Rounds to eps against kappa for the sweep's logs under ``out``: table and figures.
+
+    Rounds are :func:`ecmpi.analyze.summary`'s (the last crossing of :data:`EPS`);
+    a run that never gets there counts as its last step, a lower bound, shown
+    ``>N``. Per method and data set, ``log(rounds) = a + slope log(kappa)`` is
+    fitted by least squares over the seeds' means at the kappas where every seed
+    reached eps ("reached") and over every kappa with the lower bounds in place
+    ("with bounds"; where the last points are bounds the true slope is at least
+    this). Writes ``out/kappa.md`` and ``out/kappa_<data set>.png``; returns the table.
+    """
+    from matplotlib.figure import Figure
+
+    from .. import analyze
+
+    df = analyze.load(out)
+    per = analyze.summary(df, eps=EPS)
+    per["kappa"] = (df["L"] / df["mu"]).to_numpy(float)
+    per["l2_rel"] = df["l2_rel"].to_numpy(float)
+    per["data"] = df["dataset"].map({v["dataset"]: k for k, v in DATASETS.items()})
+    per["rounds"] = np.where(per["reached"], per["rounds_to_eps"], per["steps"])
+    lines = [
+        f"Rounds to f - f* <= {EPS:g} (mean +- std over seeds; `>N`: not reached by step N "
+        "in some seed, mean of the lower bounds).",
+        "",
+        "| data set | method | "
+        + " | ".join(f"R = {r:g}" for r in RELS)
+        + " | slope (reached) | slope (with bounds) |",
+        "|---|---|" + "---|" * len(RELS) + "---|---|",
+    ]
+    slopes: dict[tuple[str, str], tuple[float, float]] = {}
+    for data in DATASETS:
+        sub = per[per["data"] == data]
+        if sub.empty:
+            continue
+        fig = Figure(figsize=(6, 4.5))
+        ax = fig.subplots()
+        for alg in METHODS:
+            g = sub[sub["algorithm"] == alg]
+            cells, ks, reached, bounds = [], [], [], []
+            for rel in RELS:
+                h = g[np.isclose(g["l2_rel"], rel)]
+                if h.empty:
+                    cells.append("")
+                    continue
+                r = h["rounds"].to_numpy(float)
+                all_in = bool(h["reached"].all())
+                mean, std = r.mean(), (r.std(ddof=1) if len(r) > 1 else 0.0)
+                cells.append(
+                    f"{mean:.0f} +- {std:.0f} ({len(r)})" if all_in else f">{mean:.0f} ({len(r)})"
+                )
+                ks.append(float(h["kappa"].mean()))
+                reached.append(mean if all_in else math.nan)
+                bounds.append(mean)
+            k = np.array(ks)
+            s = (_fit(k, np.array(reached)), _fit(k, np.array(bounds)))
+            slopes[(data, alg)] = s
+            lines.append(
+                f"| {data} | {alg} | " + " | ".join(cells) + f" | {s[0]:.2f} | {s[1]:.2f} |"
+            )
+            if len(k):
+                ax.loglog(k, bounds, "o--", label=f"{alg} (slope {s[0]:.2f} / {s[1]:.2f})")
+                ax.loglog(k, reached, "o-", color=ax.lines[-1].get_color())
+        ax.set(
+            xlabel="kappa = L/mu",
+            ylabel=f"rounds to f - f* <= {EPS:g}",
+            title=f"{data}: topk:k=1, 4 workers (dashed: lower bounds)",
+        )
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / f"kappa_{data}.png", dpi=110)
+    md = "\n".join(lines) + "\n"
+    (out / "kappa.md").write_text(md)
+    return md
+
+
+_LOOPLESS_COMPRESSED = ("ec-lsvrg", "ec-lkatyusha")
 
 
 # --- the template ---------------------------------------------------------------------------
@@ -115,10 +280,6 @@ _TEMPLATE_METHODS = (
 )
 _STOCHASTIC = ("ec-sgd", "ec-sgd-diana")
 _TEMPLATE_COMPRESSORS = ("topk:k=1", "topk:k=2", "topk:k=3", "qsgd:levels=2,bucket=512")
-
-
-def _slug(spec: str) -> str:
-    return spec.replace(":", "-").replace(",", "-").replace("=", "")
 
 
 def template_runs(compressors: tuple[str, ...], steps: int = 1500) -> tuple[Run, ...]:

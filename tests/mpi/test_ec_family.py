@@ -104,6 +104,11 @@ def test_ec_gd_diana_removes_the_heterogeneity_floor(comm):
     assert res.stop_reason == "target", res.last
     alg = get("ec-gd-diana")(ctx)
     assert alg.batch == 0 and alg.Q.spec.startswith("qsgd") and alg.snapshot is None
+    wc = compressor("topk:k=2").wire_nbytes(prob.d, np.float64)
+    wq = alg.Q.wire_nbytes(prob.d, np.float64)
+    for t in range(3):  # the compressed vector and the shift message, nothing else
+        cost = counted_step(alg, t)
+        assert cost.bits_up == cost.bits_down == 8 * (comm.size - 1) * (wc + wq)
     if comm.size > 1:  # one worker has no heterogeneity
         base = run(get("ec-gd"), ctx, steps=600, log_every=600)
         assert base.last["suboptimality"] > 1e-4, base.last
