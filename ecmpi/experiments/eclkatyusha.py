@@ -196,13 +196,16 @@ def kappa_table(out: Path) -> str:
     fitted by least squares over the seeds' means at the kappas where every seed
     reached eps ("reached") and over every kappa with the lower bounds in place
     ("with bounds"; where the last points are bounds the true slope is at least
-    this). Writes ``out/kappa.md`` and ``out/kappa_<data set>.png``; returns the table.
+    this). Writes ``out/kappa.md``, ``out/kappa_<data set>.png`` and f - f* against
+    rounds and bits per worker, ``out/curves_<data set>_R<R>.png`` (mean and
+    min-max over seeds); returns the table. Runs that did not complete are left out.
     """
     from matplotlib.figure import Figure
 
     from .. import analyze
 
     df = analyze.load(out)
+    df = df[df["status"] == "completed"].reset_index(drop=True)  # unfinished runs left out
     per = analyze.summary(df, eps=EPS)
     per["kappa"] = (df["L"] / df["mu"]).to_numpy(float)
     per["l2_rel"] = df["l2_rel"].to_numpy(float)
@@ -258,6 +261,14 @@ def kappa_table(out: Path) -> str:
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / f"kappa_{data}.png", dpi=110)
+        for rel in RELS:
+            sel = df[(per["data"] == data) & np.isclose(per["l2_rel"], rel)]
+            if len(sel):
+                title = f"{data}, lambda = {rel:g} L, topk:k=1, 4 workers"
+                path = out / f"curves_{data}_R{rel:g}.png"
+                analyze.plot(
+                    sel, x=("rounds", "bits"), group_by="algorithm", eps=EPS, title=title, path=path
+                )
     md = "\n".join(lines) + "\n"
     (out / "kappa.md").write_text(md)
     return md
