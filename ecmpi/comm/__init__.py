@@ -8,14 +8,15 @@ communicator with any ecmpi compressor, by one of the collectives of
 - ``sra``: scatter-reduce-allgather with two-level error feedback (:mod:`ecmpi.comm.sra`);
 - ``ring``: compressed ring reduce-scatter, then a ring allgather (:mod:`ecmpi.comm.ring`);
 - ``ps``: parameter server, gather to a root and broadcast (:mod:`ecmpi.comm.ps`);
-- ``sra-int``: ``sra`` adding integer codes under shared scales (:mod:`ecmpi.comm.sra_int`).
+- ``sra-int``: ``sra`` adding integer codes under shared scales (:mod:`ecmpi.comm.sra_int`);
+- ``hier``: uncompressed inside nodes, compressed between them (:mod:`ecmpi.comm.hier`).
 
 Every rank ends with the same bits, or raises the same ValueError when a
 rank could not encode (:mod:`ecmpi.comm.failures`). :class:`CommStats` counts
 bytes and seconds; :class:`CollectiveFeedback` holds the error-feedback residuals.
 """
 
-from . import allgather, ps, ring, sra, sra_int  # noqa: F401  (registers every collective)
+from . import allgather, hier, ps, ring, sra, sra_int  # noqa: F401  (registers every collective)
 from .common import library_comm
 from .dispatch import allreduce
 from .ps import ps_broadcast, ps_exchange, ps_gather

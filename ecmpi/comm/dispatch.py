@@ -46,6 +46,7 @@ _FIELDS = (
     "downlink",
     "segment",
     "requantize",
+    "node size",
 )
 
 
@@ -116,6 +117,7 @@ def allreduce(
     downlink: Compressor | str | None = None,
     segment: int = DEFAULT_SEGMENT,
     requantize: bool = False,
+    node_size: int | None = None,
     algorithm: str | None = None,
 ) -> Any:
     """Compressed sum (or mean) of ``x`` over the ranks of ``comm``.
@@ -151,6 +153,8 @@ def allreduce(
         requantize: ``sra-int`` and ``ring-int`` only: requantize the sum of codes
             once to the codec's levels instead of sending it in wider codes
             (:mod:`ecmpi.comm.codesum`).
+        node_size: ``hier`` only: ranks per node, overriding MPI's shared-memory
+            split (default: ``ECMPI_NODE_SIZE``, else MPI's).
         algorithm: deprecated alias of ``collective`` (DeprecationWarning).
 
     Raises:
@@ -167,6 +171,10 @@ def allreduce(
         entry, c, down = _validate(x, compressor, name, feedback, stats, downlink, segment)
         if not isinstance(requantize, (bool, np.bool_)):
             raise TypeError(f"requantize must be a bool, got {requantize!r}")
+        if node_size is not None and (
+            isinstance(node_size, bool) or not isinstance(node_size, int) or node_size <= 0
+        ):
+            raise ValueError(f"node_size must be a positive int or None, got {node_size!r}")
         parts = seed_parts(seed)
         if isinstance(root, bool) or not isinstance(root, int):
             raise TypeError(f"root must be an int rank, got {root!r}")
@@ -192,6 +200,7 @@ def allreduce(
                     "downlink": down.signature() if down is not None else -1,
                     "segment": segment if "segment" in entry.options else 0,
                     "requantize": int(requantize) if "requantize" in entry.options else 0,
+                    "node size": (node_size or 0) if "node_size" in entry.options else 0,
                 }
             )
         try:
@@ -209,7 +218,13 @@ def allreduce(
                 raise
         if error is not None:
             raise error
-    options = {"root": root, "downlink": down, "segment": segment, "requantize": bool(requantize)}
+    options = {
+        "root": root,
+        "downlink": down,
+        "segment": segment,
+        "requantize": bool(requantize),
+        "node_size": node_size,
+    }
     if "root" in entry.options:
         options["root"] = check_root(lcomm, root)
     chosen = {k: options[k] for k in entry.options}

@@ -9,8 +9,8 @@ with :func:`register`; the entry says all that the rest of the package needs:
   never reused: a removed collective's id goes into :data:`RETIRED_IDS`;
 - ``run``: ``run(x, c, comm, *, average, seed, feedback, stats, **options)``;
 - ``options``: which of ``allreduce``'s collective-specific keywords
-  (``root``, ``downlink``, ``segment``, ``requantize``) it takes; the others are neither
-  passed nor compared across ranks;
+  (``root``, ``downlink``, ``segment``, ``requantize``, ``node_size``) it
+  takes; the others are neither passed nor compared across ranks;
 - ``counts``: its row of the alpha-beta-gamma model (:mod:`ecmpi.bench.model`),
   ``counts(n, P, wire, **options) -> Counts``, with ``wire(m)`` the payload bytes
   for ``m`` entries. The formula lives beside the collective, so the pattern and
@@ -36,7 +36,7 @@ from typing import Any
 __all__ = ["COLLECTIVES", "OPTIONS", "RETIRED_IDS", "Collective", "Counts", "get", "register"]
 
 #: the collective-specific keywords of :func:`ecmpi.allreduce`
-OPTIONS = ("root", "downlink", "segment", "requantize")
+OPTIONS = ("root", "downlink", "segment", "requantize", "node_size")
 #: agreement ids of removed collectives (never handed out again)
 RETIRED_IDS: frozenset[int] = frozenset()
 
