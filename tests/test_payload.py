@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ecmpi
-from ecmpi.compress.payload import CODECS, HEADER_SIZE, VALUE_FORMATS, Header, Payload
+from ecmpi.compress.payload import (
+    BODY_CHECKS,
+    CODECS,
+    HEADER_SIZE,
+    VALUE_FORMATS,
+    Header,
+    Payload,
+)
 
 SPECS = [
     "none",
@@ -76,8 +83,8 @@ def test_header_pack_unpack(h):
 @given(headers, st.integers(0, 2**32 - 1))
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_payload_from_allocate(h, salt):
-    if h.nvals and not h.value_fmt:
-        return
+    if (h.nvals and not h.value_fmt) or h.codec in BODY_CHECKS:
+        return  # a codec whose body is parsed is fuzzed in tests/test_elias.py
     p = Payload.allocate(h)
     body = np.random.default_rng(salt).integers(0, 256, p.nbytes - HEADER_SIZE, dtype=np.uint8)
     p.buf[HEADER_SIZE:] = body

@@ -62,10 +62,14 @@ class Compressor(ABC):
         unbiased: ``E[C(x)] = x`` over the compressor's randomness.
         check_finite: raise ValueError on NaN/Inf input (default) instead of
             producing garbage.
+        fixed_size: the payload's size is a function of ``n`` alone; False when
+            it depends on the data (then :meth:`wire_nbytes` is an upper bound
+            and the collectives exchange sizes first).
     """
 
     name: ClassVar[str]
     unbiased: bool = False
+    fixed_size: bool = True
 
     def __init__(self, *, check_finite: bool = True):
         self.check_finite = bool(check_finite)
@@ -127,7 +131,8 @@ class Compressor(ABC):
         """The header of the payload for ``n`` entries of ``dtype`` (fixes its size)."""
 
     def wire_nbytes(self, n: int, dtype: Any = np.float32) -> int:
-        """Exact bytes on the wire for a vector of ``n`` entries of ``dtype``."""
+        """Exact bytes on the wire for a vector of ``n`` entries of ``dtype`` (an upper
+        bound when :attr:`fixed_size` is False)."""
         return self.header(n, dtype).total_nbytes
 
     # -- encode/decode ------------------------------------------------------------
@@ -242,7 +247,7 @@ class Compressor(ABC):
             raise ValueError(
                 f"payload was encoded by '{h.codec_name}', cannot decode it with '{self.spec}'"
             )
-        want = self.header(h.n, h.out_dtype)
+        want = self._expected_header(h)
         diff = [
             f"{f.name}={getattr(h, f.name)} (expected {getattr(want, f.name)})"
             for f in fields(Header)
@@ -252,6 +257,11 @@ class Compressor(ABC):
             raise ValueError(f"payload does not match compressor '{self.spec}': " + ", ".join(diff))
         if payload.nbytes != want.total_nbytes:
             raise ValueError(f"payload holds {payload.nbytes} bytes, expected {want.total_nbytes}")
+
+    def _expected_header(self, h: Header) -> Header:
+        """The header this compressor writes for ``h.n`` entries of ``h``'s dtype
+        (codecs whose size depends on the data take their data-dependent fields from ``h``)."""
+        return self.header(h.n, h.out_dtype)
 
     def _new_header(self, n: int, dtype: Any, **kw: Any) -> Header:
         if n <= 0:

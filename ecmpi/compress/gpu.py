@@ -476,7 +476,7 @@ def ef_encode(
         raise ValueError(f"ef_encode: out_q must be {g.shape} {g.dtype}")
     from . import feedback as ef
 
-    if compressor.name in _FUSED_EF and alpha != 0.0:
+    if compressor.name in _FUSED_EF and alpha != 0.0 and compressor.fixed_size:
         g = compressor._check_input(g)
         return _encode_quant(
             compressor.name, compressor, g, seed, int(rank), residual, out_q, alpha, beta

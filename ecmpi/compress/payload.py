@@ -31,6 +31,13 @@ the decoded length passes it (``n=``): a header claiming another length is
 refused before anything is allocated. :attr:`Payload.nbytes` is the exact size
 on the wire.
 
+Codec ``qsgd-elias`` (9) keeps this table: its codes section is a bit stream
+of ``ncodes`` bits stored as 1-bit codes (``bits = 1``), Elias gamma codes of
+the nonzero levels (:mod:`ecmpi.compress.elias`), so the size depends on the
+data but is still fixed by the header. :meth:`Payload.from_bytes` parses the
+stream too (:data:`BODY_CHECKS`) and refuses one that does not decode into
+exactly ``n`` entries.
+
 Version 1 (the same table, its checksum over bytes 0..43 only) is refused: a
 payload is a message between the ranks of one job, never stored, so both ends
 always run the same format.
@@ -39,6 +46,7 @@ always run the same format.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -49,6 +57,7 @@ from .._backend import array_module
 from .packing import MAX_WIDTH, packed_nbytes
 
 __all__ = [
+    "BODY_CHECKS",
     "CODECS",
     "DTYPES",
     "HEADER_SIZE",
@@ -56,6 +65,7 @@ __all__ = [
     "VERSION",
     "Header",
     "Payload",
+    "register_body_check",
 ]
 
 MAGIC = b"EC"
@@ -75,8 +85,23 @@ CODECS: dict[str, int] = {
     "topk": 6,
     "randk": 7,
     "uniform": 8,
+    "qsgd-elias": 9,
 }
 _CODEC_NAMES = {v: k for k, v in CODECS.items()}
+
+#: codec id -> a check of a variable-length body (raises ValueError), run by
+#: :meth:`Payload.from_bytes` after the checksum; see :func:`register_body_check`
+BODY_CHECKS: dict[int, Callable[[Payload], None]] = {}
+
+
+def register_body_check(codec: int, check: Callable[[Payload], None]) -> None:
+    """Have :meth:`Payload.from_bytes` run ``check(payload)`` on every payload of ``codec``.
+
+    For codecs whose codes section is a variable-length stream (``qsgd-elias``):
+    the header fixes the stream's length, the check its contents.
+    """
+    BODY_CHECKS[int(codec)] = check
+
 
 #: dtype code -> numpy dtype of the decoded vector
 DTYPES: dict[int, np.dtype] = {0: np.dtype(np.float32), 1: np.dtype(np.float64)}
@@ -303,6 +328,9 @@ class Payload:
                 f"payload checksum mismatch ({header.codec_name}, n={header.n}): "
                 "the bytes are corrupted"
             )
+        body_check = BODY_CHECKS.get(header.codec)
+        if body_check is not None:
+            body_check(out)
         return out
 
     # -- views ----------------------------------------------------------------

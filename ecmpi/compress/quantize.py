@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import is_device_array
+from .._backend import array_module, is_device_array
 from ..rng import SeedLike, derive, dither_u16
-from . import _fused
+from . import _fused, elias
 from .base import Compressor, check_bool, check_int, gpu_drivers, register
 from .buckets import NORMS, bucket_scales, num_buckets
-from .packing import pack_bits, unpack_bits
-from .payload import Header, Payload
+from .packing import pack_bits, packed_nbytes, unpack_bits
+from .payload import CODECS, Header, Payload
 
 __all__ = [
     "QSGD",
@@ -48,6 +48,8 @@ MAX_BUCKET = 1 << 30
 #: header flag bits of qsgd/terngrad
 FLAG_STOCHASTIC = 1
 FLAG_LINF = 2
+#: qsgd's level codings: fixed width (codec qsgd) or Elias gamma (codec qsgd-elias)
+CODINGS = ("fixed", "elias")
 
 
 def code_width(levels: int) -> int:
@@ -198,7 +200,10 @@ class QSGD(_DecodesInPlace):
     probability ``frac(s|x_i|/r_k)``, so ``E[Q(x)] = x`` (up to the 16-bit
     rounding bias ``< 2^-16 r_k / s``). ``E||Q(v)-v||^2 <= min(b/s^2,
     sqrt(b)/s) ||v||^2`` per bucket, for both norms (``linf <= l2``).
-    Wire: ``48 + 4*ceil(n/b) + ceil(n*w/8)`` bytes, ``w = ceil(log2(2s+1))``.
+    Wire: ``48 + 4*ceil(n/b) + ceil(n*w/8)`` bytes, ``w = ceil(log2(2s+1))``;
+    with ``coding="elias"`` the same levels go as an Elias gamma stream
+    (QSGD Section 3.3; :mod:`ecmpi.compress.elias`, codec ``qsgd-elias``),
+    ``48 + 4*ceil(n/b) + ceil(nbits/8)`` bytes, which depend on the data.
 
     Args:
         levels: s, 1..32767 (default 4); or give ``bits`` (2..16) instead,
@@ -206,6 +211,9 @@ class QSGD(_DecodesInPlace):
         bucket: entries per scale, 1..2**30.
         norm: ``"l2"`` or ``"linf"``.
         stochastic: unbiased random rounding; False rounds to nearest (biased).
+        coding: ``"fixed"`` (w bits per entry) or ``"elias"`` (variable-length
+            codes of the nonzero levels; CuPy input is encoded and decoded on
+            the host).
         check_finite: raise on NaN/Inf input.
     """
 
@@ -219,10 +227,14 @@ class QSGD(_DecodesInPlace):
         stochastic: bool = True,
         *,
         bits: int | None = None,
+        coding: str = "fixed",
         check_finite: bool = True,
     ):
         super().__init__(check_finite=check_finite)
         owner = self.name
+        if coding not in CODINGS:
+            raise ValueError(f"{owner}: unknown coding {coding!r}; use 'fixed' or 'elias'")
+        self.coding = coding
         if levels is not None and bits is not None:
             raise ValueError(f"{owner}: give levels or bits, not both")
         if bits is not None:
@@ -240,6 +252,26 @@ class QSGD(_DecodesInPlace):
     @property
     def unbiased(self) -> bool:  # type: ignore[override]
         return self.stochastic
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters; ``coding`` only when it is not the default."""
+        out = super().params()
+        if out.get("coding") == "fixed":
+            del out["coding"]
+        return out
+
+    @property
+    def uses_elias(self) -> bool:
+        """Levels travel Elias-coded (``coding="elias"``)."""
+        return getattr(self, "coding", "fixed") == "elias"
+
+    @property
+    def fixed_size(self) -> bool:  # type: ignore[override]
+        return not self.uses_elias
+
+    @property
+    def codec(self) -> int:
+        return CODECS["qsgd-elias"] if self.uses_elias else CODECS[self.name]
 
     @property
     def width(self) -> int:
@@ -267,19 +299,89 @@ class QSGD(_DecodesInPlace):
         b = min(self.bucket, n)
         return max(0.0, 1.0 - b / (4.0 * self.levels**2))
 
-    def header(self, n: int, dtype: Any) -> Header:
+    def header(self, n: int, dtype: Any, *, nbits: int | None = None) -> Header:
+        """The payload header; with Elias coding ``nbits`` is the stream's length
+        (default: the longest stream ``n`` entries can need)."""
+        if self.uses_elias:
+            if nbits is None:
+                nbits = elias.max_stream_bits(int(n), self.levels)
+            ncodes, width = int(nbits), 1
+        else:
+            ncodes, width = int(n), self.width
         return self._new_header(
             n,
             dtype,
-            bits=self.width,
+            bits=width,
             flags=self.flags,
-            ncodes=int(n),
+            ncodes=ncodes,
             bucket=self.bucket,
             param=self.levels,
             nscales=num_buckets(n, self.bucket),
         )
 
+    def _expected_header(self, h: Header) -> Header:
+        if not self.uses_elias:
+            return super()._expected_header(h)
+        bound = elias.max_stream_bits(h.n, self.levels)
+        return self.header(h.n, h.out_dtype, nbits=h.ncodes if h.ncodes <= bound else bound)
+
+    def _encode_elias(self, x: Any, seed: SeedLike, rank: int) -> Payload:
+        """Fixed-width levels (fused or reference), then their Elias stream; on the host."""
+        host = x.get() if is_device_array(x) else x
+        key, stream = derive(seed, rank)
+        n, s, w = host.shape[0], self.levels, self.width
+        if _fused.enabled():
+            scales = np.empty(num_buckets(n, self.bucket), dtype=np.float32)
+            packed = np.empty(packed_nbytes(n, w), dtype=np.uint8)
+            nonfinite = _fused.qsgd_encode(
+                host, self.bucket, s, NORMS[self.norm], self.stochastic, key, stream, w,
+                scales, packed,
+            )  # fmt: skip
+            self._after_kernel(host, nonfinite)
+            body, nbits = elias.encode_packed(packed, n, s, w)
+        else:
+            scales = bucket_scales(host, self.bucket, self.norm)
+            codes = qsgd_codes_reference(host, scales, s, self.bucket, self.stochastic, key, stream)
+            body, nbits = elias.encode_reference(codes, s)
+        p = Payload.allocate(self.header(n, host.dtype, nbits=nbits))
+        p.scales[:] = scales
+        p.codes[:] = body
+        if host is not x:
+            p = Payload(p.header, array_module(x).asarray(p.buf))
+        return p
+
+    def _decode_into(self, payload: Payload, out: Any, add: bool) -> None:
+        if not self.uses_elias:
+            super()._decode_into(payload, out, add)
+            return
+        h = payload.header
+        body, scales = payload.codes, payload.scales
+        if is_device_array(payload.buf):
+            body, scales = body.get(), scales.get()
+        codes = elias.decode_codes(body, h.ncodes, h.n, self.levels)
+        if is_device_array(out):  # staged: decode on the host, then copy or add
+            host = np.empty(h.n, dtype=out.dtype)
+            self._values(codes, scales, h, host, False)
+            dev = array_module(out).asarray(host)
+            if add:
+                out += dev
+            else:
+                out[...] = dev
+            return
+        self._values(codes, scales, h, out, add)
+
+    def _values(self, codes: np.ndarray, scales: np.ndarray, h: Header, out: Any, add: bool):
+        """``out (+)= (c - s) * r / s`` of qsgd codes: the fixed-width decoder's arithmetic."""
+        if _fused.enabled():
+            f32 = h.out_dtype == np.float32 or out.dtype == np.float32
+            elias.dequantize(codes, scales, h.n, self.bucket, self.levels, f32, out, add)
+            return
+        vals = qsgd_values_reference(codes, scales, self.levels, self.bucket)
+        _store(out, vals.astype(h.out_dtype), add)
+
     def _encode(self, x: Any, seed: SeedLike, rank: int) -> Payload:
+        if self.uses_elias:
+            return self._encode_elias(x, seed, rank)
         if is_device_array(x):
             return gpu_drivers(self.name).encode(self, x, seed, rank)
         key, stream = derive(seed, rank)
