@@ -1,10 +1,14 @@
-"""Epoch-SGD's stage schedule (QESGD, epoch-sgd and sgd's stagewise) and its checks (no MPI)."""
+"""Epoch-SGD's stage schedule and its checks; QESGD's recursion on one process (COMM_SELF)."""
 
+import numpy as np
 import pytest
+from mpi4py import MPI
 
-from ecmpi.algorithms import qesgd
+import ecmpi
+from ecmpi.algorithms import RunContext, get, qesgd
 from ecmpi.algorithms.schedules import StageSchedule
-from ecmpi.algorithms.sgd import stages, step_size
+from ecmpi.algorithms.sgd import minibatch, stages, step_size
+from ecmpi.problems import make
 
 
 def test_stage_lengths_and_steps():
@@ -92,3 +96,67 @@ def test_errors_name_the_callers_options():
         stages(0.1, {**p, "decay": 0.5, "stage_steps": 0})
     with pytest.raises(ValueError, match="stage"):
         StageSchedule(0.1, 3).stage_length(-1)
+
+
+# -- the QESGD recursion at P = 1 (COMM_SELF: the server is the only worker) ------------------
+
+
+def _qesgd(spec, steps_in_stage=20, **params):
+    prob = make("logreg", "synthetic:n=400,d=40,seed=3", comm=MPI.COMM_SELF)
+    ctx = RunContext(
+        problem=prob,
+        comm=MPI.COMM_SELF,
+        compressor=ecmpi.compressor(spec),
+        collective="ps",
+        seed=7,
+        lr=1.0,
+        batch_size=4,
+        params={"stage_length": steps_in_stage, "stage_growth": 2.0, "lr_decay": 0.5, **params},
+    )
+    return prob, ctx, get("qesgd")(ctx)
+
+
+def test_qesgd_equals_its_specification():
+    """Step 2 and 3 of the docstring written out with the compressor's encode/decode."""
+    spec = "qsgd:levels=2,bucket=8,norm=linf"
+    prob, ctx, alg = _qesgd(spec, steps_in_stage=3)
+    Q = ctx.compressor
+    s = 1.0 / (1.0 + Q.omega(prob.d))  # --ef-scale auto
+    assert alg.scale_up == alg.scale_down == s
+    w_hat = np.zeros(prob.d)
+    w = np.zeros(prob.d)
+    e = np.zeros(prob.d)
+    for t in range(10):
+        eta = 1.0 * 0.5 ** (0 if t < 3 else 1 if t < 9 else 2)
+        u = -eta * prob.batch_grad(w_hat, minibatch(ctx, t))
+        m = u + e
+        q = Q.decode(Q.encode(m, seed=(7, t, 0), rank=0))
+        e = m - np.float64(s) * q
+        w = w + s * (q / 1)  # the mean over P = 1 worker
+        qd = Q.decode(Q.encode(w - w_hat, seed=(7, t, 1), rank=1))
+        w_hat = w_hat + s * qd
+        alg.step(t)
+        assert np.array_equal(alg.x, w_hat), t
+        assert np.array_equal(alg.state_dict()["residual"], e), t
+        assert np.array_equal(alg.state_dict()["w_server"], w), t
+    assert np.abs(w_hat).max() > 1e-2
+
+
+def test_qesgd_quantization_error_shrinks_across_stages():
+    """The quantized vector and its error are O(eta_k G): about halved at every stage."""
+    T0 = 20
+    _, _, alg = _qesgd("qsgd:levels=3,bucket=8,norm=linf", steps_in_stage=T0)
+    norms, errors, down = [], [], []
+    for t in range(T0 * (1 + 2 + 4)):
+        c = alg.step(t)
+        norms.append(c.extra["quant_norm_up"])
+        errors.append(c.extra["quant_error_up"])
+        down.append(np.linalg.norm(alg.state_dict()["w_server"] - alg.x))
+    # the second half of each stage (residuals settled to the stage's step)
+    halves = [(T0 // 2, T0), (2 * T0, 3 * T0), (5 * T0, 7 * T0)]
+    for series in (norms, errors, down):
+        per_stage = [np.mean(series[a:b]) for a, b in halves]
+        assert per_stage[0] > 0
+        # eta halves: the bound halves; 0.75 leaves room for the gradient noise's changes
+        assert per_stage[1] < 0.75 * per_stage[0], per_stage
+        assert per_stage[2] < 0.75 * per_stage[1], per_stage

@@ -6,29 +6,40 @@ it states that QESGD runs Epoch-SGD, quantizes the *parameter* rather than
 the gradient, uses variance reduction so that the quantization noise does
 not hurt, and runs on the parameter-server pattern [paper]. Everything below
 the stage structure is **reconstructed** (consistent with the abstract, not
-checked against the paper's algorithm box):
+checked against the paper's algorithm box). Every rank holds the shared
+quantized parameter ``w_hat`` (identical everywhere, the logged iterate);
+the server (rank 0, also a worker) holds the full-precision ``w``; worker
+``p`` holds its residual ``e_p``. ``s`` is the factor of the value taken as
+sent (``--ef-scale``, :func:`ecmpi.compress.feedback.contraction_scale`).
 
 1. Stages ``k = 0, 1, ...``: step ``eta_k = lr * decay^k``, length
    ``T_k = round(T_0 * growth^k)`` (Epoch-SGD, Hazan and Kale 2011;
    ``--lr-decay 0.5``, ``--stage-growth 2``, ``--stage-length T_0``;
    :class:`ecmpi.algorithms.schedules.StageSchedule`). [standard]
-2. Rank 0 is the server and also a worker. At the start of every stage
-   after the first the server broadcasts its ``w`` in full precision; every
-   rank sets the snapshot ``w~ = w`` and its copy ``w_hat = w``. [reconstructed]
-3. Each iteration, worker ``p``: ``g_p`` = minibatch gradient at ``w_hat``;
-   ``u_p = w_hat - eta_k*g_p - w~`` (its next parameter, relative to the
-   snapshot); sends ``Q(u_p)``. The norm of ``u_p`` shrinks with ``eta_k`` and
-   with ``||w - w~||``, which is the variance reduction. [reconstructed]
-4. Server: ``w = w~ + (1/P) sum_p Q(u_p)``; sends ``Q'(w - w~)`` back
-   (``--downlink same|none|SPEC``); every rank sets ``w_hat = w~ + Q'(w - w~)``. [reconstructed]
+2. Worker ``p``: ``g_p`` = minibatch gradient at ``w_hat``; its new
+   parameter relative to the shared one is ``u_p = -eta_k g_p``; it sends
+   ``Q(m_p)``, ``m_p = u_p + e_p``, and keeps ``e_p <- m_p - s Q(m_p)``
+   (:func:`ecmpi.compress.feedback.compensate` and ``next_residual``).
+   [reconstructed]
+3. Server: ``w <- w + (s/P) sum_p Q(m_p)``; sends ``Q'(delta)``,
+   ``delta = w - w_hat`` (the new parameter relative to the last quantized
+   one, ``--downlink same|none|SPEC``); every rank sets
+   ``w_hat <- w_hat + s' Q'(delta)``, so the server's residual is
+   ``w - w_hat = delta - s' Q'(delta)``. [reconstructed]
 
-``w_hat`` is the logged iterate (identical on all ranks). Both directions
-are counted from the real payload sizes, as for every algorithm: ``bits_up``
-and ``bits_down`` are the bytes this rank sent and received in the step
-(:class:`ecmpi.CommStats`; a worker sends its upload and receives the
-broadcasts, full-precision snapshots included; the server receives P-1
-uploads and sends P-1 copies of each broadcast). ``CommStats.bytes_up`` and
-``bytes_down`` keep the two directions apart.
+The variance reduction: both quantized quantities are differences from the
+last quantized parameter plus the left-over error, of size ``O(eta_k G)``
+(``G^2`` a bound on ``E||g_p||^2``), not the parameter itself; with a
+contraction ``E||sQ(x) - x||^2 <= (1 - delta)||x||^2`` the residuals obey
+``E||e||^2 <= 4 (1 - delta) / delta^2 * eta_k^2 G^2``, so the quantization
+error halves with the step at every stage (docs/algorithms/qesgd.md).
+[reconstructed] Logged per step (rank mean): ``quant_norm_up`` = ``||m_p||``
+and ``quant_error_up`` = ``||e_p||`` after the step.
+
+Both directions are counted from the real payload sizes, as for every
+algorithm: ``bits_up`` and ``bits_down`` are the bytes this rank sent and
+received in the step (:class:`ecmpi.CommStats`; the server receives P-1
+uploads and sends P-1 copies of each broadcast).
 
 ``epoch-sgd``: the same stages in full precision on the same pattern:
 workers send ``g_p`` (``none``), the server broadcasts ``mean_p g_p``, all set
@@ -45,9 +56,10 @@ import numpy as np
 from .. import compress
 from ..comm import CommStats, ps_broadcast, ps_gather
 from ..comm.failures import Failures
+from ..compress.feedback import compensate, contraction_scale, next_residual
 from .base import Algorithm, Hyper, RunContext, StepCost
 from .schedules import StageSchedule
-from .sgd import default_lr, minibatch_gradient
+from .sgd import EF_SCALE_HYPER, default_lr, minibatch_gradient
 
 __all__ = ["QESGD", "EpochSGD", "StageSchedule"]
 
@@ -88,9 +100,9 @@ class _StagedPS(Algorithm):
     def _bcast(self, payload: Any, call: CommStats) -> Any:
         return ps_broadcast(payload, self.comm, ROOT, stats=call)
 
-    def _cost(self, call: CommStats) -> StepCost:
+    def _cost(self, call: CommStats, extra: dict[str, float] | None = None) -> StepCost:
         self.stats.merge_call(call)
-        return StepCost()  # bits: the loop counts this call from self.stats
+        return StepCost(extra=extra or {})  # bits: the loop counts this call from self.stats
 
     @property
     def x(self) -> np.ndarray:
@@ -153,7 +165,9 @@ class QESGD(_StagedPS):
             "same",
             "server->worker quantizer: same (as --compressor), none, or a compressor spec",
         ),
+        EF_SCALE_HYPER,
     )
+    extra_metrics: ClassVar[tuple[str, ...]] = ("quant_norm_up", "quant_error_up")
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
@@ -162,47 +176,55 @@ class QESGD(_StagedPS):
         if not isinstance(spec, str):
             raise TypeError(f"downlink must be a compressor spec string, got {spec!r}")
         self.down = self.up if spec == "same" else compress.compressor(spec)
-        self._snap = self._w.copy()  # w~, all ranks
+        d = self._w.shape[0]
+        mode = self.params["ef_scale"]
+        self.scale_up = contraction_scale(self.up, d, mode)  # s
+        self.scale_down = contraction_scale(self.down, d, mode)  # s'
+        self._e = np.zeros_like(self._w)  # e_p, every rank
         self._server = self._w.copy() if self.rank == ROOT else None  # w, server only
 
     def step(self, t: int) -> StepCost:
         ctx = self.ctx
-        k, j = self.schedule.locate(t)
+        k, _ = self.schedule.locate(t)
         call = CommStats()
-        if j == 0 and t > 0:  # new stage: full-precision snapshot from the server
-            snap = self.full.encode(self._server) if self.rank == ROOT else None
-            self._snap = self.full.decode(self._bcast(snap, call))
-            self._w = self._snap.copy()
-        g = self._gradient(self._w, t)
-        u = self._w - self.schedule.eta(k) * g - self._snap
+        u = -self.schedule.eta(k) * self._gradient(self._w, t)
+        m = compensate(u, self._e)
         # one rank's encoding error travels in-band and is raised on every rank
-        fail = Failures(self.comm, u, self.name, kind="parameter-server exchange")
+        fail = Failures(self.comm, m, self.name, kind="parameter-server exchange")
         with self.stats.timer("encode"):
             up = fail.run(
-                "encode its update", self.up.encode, u, seed=(ctx.seed, t, 0), rank=self.rank
+                "encode its update", self.up.encode, m, seed=(ctx.seed, t, 0), rank=self.rank
             )
+        if up is not None:
+            self._e = next_residual(u, self._e, m, self.up.decode(up), scale=self.scale_up)
         got = ps_gather(up, self.comm, ROOT, stats=call, failures=fail)
         down = None
         if self.rank == ROOT and not fail.any:
             with self.stats.timer("decode"):
                 mean = fail.run("decode the updates", self._mean_of, got, self.up)
             if mean is not None:
+                w = self._server + (mean if self.scale_up == 1.0 else self.scale_up * mean)
                 with self.stats.timer("encode"):
                     down = fail.run(
                         "encode the server's update",
                         self.down.encode,
-                        mean,
+                        w - self._w,
                         seed=(ctx.seed, t, 1),
                         rank=self.size + ROOT,
                     )
-                self._server = self._snap + mean
+                self._server = w
         down = ps_broadcast(down, self.comm, ROOT, stats=call, failures=fail)
         with self.stats.timer("decode"):
-            self._w = self._snap + self.down.decode(down)
-        return self._cost(call)
+            q = self.down.decode(down)
+            self._w = self._w + (q if self.scale_down == 1.0 else self.scale_down * q)
+        extra = {
+            "quant_norm_up": float(np.linalg.norm(m)),
+            "quant_error_up": float(np.linalg.norm(self._e)),
+        }
+        return self._cost(call, extra)
 
     def state_dict(self) -> dict[str, Any]:
-        out = {"w_hat": self._w.copy(), "snapshot": self._snap.copy()}
+        out = {"w_hat": self._w.copy(), "residual": self._e.copy()}
         if self._server is not None:
             out["w_server"] = self._server.copy()
         return out
@@ -210,9 +232,14 @@ class QESGD(_StagedPS):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         dt = self._w.dtype
         self._w = np.array(state["w_hat"], dtype=dt, copy=True)
-        self._snap = np.array(state["snapshot"], dtype=dt, copy=True)
+        self._e = np.array(state["residual"], dtype=dt, copy=True)
         if "w_server" in state:
             self._server = np.array(state["w_server"], dtype=dt, copy=True)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "downlink": self.down.spec}
+        return {
+            **super().describe(),
+            "downlink": self.down.spec,
+            "ef_scale_up": self.scale_up,
+            "ef_scale_down": self.scale_down,
+        }

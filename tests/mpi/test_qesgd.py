@@ -1,4 +1,4 @@
-"""QESGD and Epoch-SGD under MPI: identity quantizer = Epoch-SGD, bits in both directions."""
+"""QESGD and Epoch-SGD under MPI: identity quantizer = Epoch-SGD, bits, the server's update."""
 
 import math
 import sys
@@ -76,21 +76,20 @@ def test_bits_both_directions(comm, downlink):
     _, costs = trajectory(alg, STEPS)
     P = comm.size
     up = _qsgd_bytes(D, 2, 8)
-    full = 48 + 8 * D  # float64 snapshot, format 'none'
+    full = 48 + 8 * D  # float64, format 'none'
     down = {"same": up, "none": full, "qsgd:levels=7,bucket=10,norm=linf": _qsgd_bytes(D, 7, 10)}
     down = down[downlink]
-    for t, (bits_up, bits_down) in enumerate(costs):
-        snap = full if t in (3, 9) else 0
+    for bits_up, bits_down in costs:  # no full-precision message at the stage starts (t = 3, 9)
         if comm.rank == 0:  # server: receives P-1 uploads, sends P-1 copies of each broadcast
-            assert bits_up == 8 * (P - 1) * (down + snap)
+            assert bits_up == 8 * (P - 1) * down
             assert bits_down == 8 * (P - 1) * up
         else:
             assert bits_up == 8 * up
-            assert bits_down == 8 * (down + snap)
+            assert bits_down == 8 * down
     st = alg.stats
     if comm.rank != 0:
         assert st.bytes_up == STEPS * up
-        assert st.bytes_down == STEPS * down + 2 * full
+        assert st.bytes_down == STEPS * down
 
 
 def test_quantized_run_is_identical_on_all_ranks_and_descends(comm):
@@ -102,11 +101,25 @@ def test_quantized_run_is_identical_on_all_ranks_and_descends(comm):
     assert prob.loss(xs[-1]) < 0.9 * f0
 
 
-def test_stage_start_resets_to_server_snapshot(comm):
-    """At a stage start every rank's copy equals the server's full-precision w."""
+def test_server_adds_the_mean_of_the_workers_messages(comm):
+    """w <- w + (s/P) sum_p Q(m_p), m_p = e_p(before) + u_p, e_p(after) = m_p - s Q(m_p)."""
     prob = _problem(comm)
-    alg = get("qesgd")(_ctx(comm, prob, "qsgd:levels=1,bucket=4,norm=l2"))
-    trajectory(alg, 3)
-    server = comm.bcast(alg._server, root=0)
-    alg.step(3)
-    assert np.array_equal(alg._snap, server)
+    alg = get("qesgd")(_ctx(comm, prob, "qsgd:levels=2,bucket=8,norm=linf"))
+    trajectory(alg, 4)
+    before = alg.state_dict()
+    alg.step(4)
+    after = alg.state_dict()
+    # what this rank's message decodes to, from its residuals: s Q(m_p) = m_p - e_p(after)
+    from ecmpi.algorithms.sgd import minibatch
+
+    u = -0.25 * prob.batch_grad(before["w_hat"], minibatch(alg.ctx, 4))
+    sent = (u + before["residual"]) - after["residual"]
+    assert np.abs(sent).max() > 0
+    total = np.zeros_like(sent)
+    for v in comm.allgather(sent):
+        total += v
+    if comm.rank == 0:
+        np.testing.assert_allclose(
+            after["w_server"], before["w_server"] + total / comm.size, rtol=0, atol=1e-12
+        )
+    assert np.array_equal(comm.bcast(alg.x, root=0), alg.x)
