@@ -144,15 +144,20 @@ def reproduce(
         group_by=setting.group_by,
         baseline=setting.baseline,
         accuracy=setting.accuracy,
+        eps_relative=setting.eps_relative,
     )
     for fig in setting.figures:
         sel = df if fig.runs is None else df[df["file"].isin([str(paths[n]) for n in fig.runs])]
+        eps = setting.eps
+        if eps is not None and setting.eps_relative:  # the line only where it is one value
+            starts = {float(t["suboptimality"][0]) for t in sel["trajectory"] if len(t["step"])}
+            eps = eps * starts.pop() if len(starts) == 1 else None
         target = out / f"{fig.name}.png"
         analyze.plot(
             sel,
             x=list(fig.x),
             group_by=fig.group_by,
-            eps=setting.eps,
+            eps=eps,
             title=fig.title,
             path=target,
             accuracy=setting.accuracy,

@@ -174,6 +174,19 @@ def test_rounds_to_eps_counts_from_the_last_crossing(tmp_path):
     assert not s.loc[2, "reached"] and np.isnan(s.loc[2, "rounds_to_eps"])
 
 
+def test_relative_eps_is_a_fraction_of_each_runs_start(tmp_path):
+    a = write_log(tmp_path / "a.h5", HALVING, dataset="syn:d=4")  # f(x0) - f* = 1
+    b = write_log(tmp_path / "b.h5", [4 * v for v in HALVING], dataset="syn:d=8")  # 4
+    s = summary([a, b], eps=0.1, eps_relative=True).set_index("dataset")
+    # each stays <= 0.1 of its start from step 4 on (0.0625 and 0.25 <= 0.4)
+    assert list(s["rounds_to_eps"]) == [4, 4] and list(s["eps_abs"]) == [0.1, 0.4]
+    assert summary([a, b], eps=0.1).set_index("dataset").loc["syn:d=8", "rounds_to_eps"] == 6
+    assert "(f(x0)-f*)" in format_table(summary([a], eps=0.1, eps_relative=True), "md")
+    late = write_log(tmp_path / "c.h5", HALVING, steps=range(1, 8))
+    with pytest.raises(ValueError, match="step-0 row"):
+        summary([late], eps=0.1, eps_relative=True)
+
+
 def test_final_values_and_ratio_at_equal_steps(tmp_path):
     # the baseline logs every 2nd step up to 6, the compressed run every step up to 5:
     # the largest common step > 0 is 4

@@ -10,7 +10,9 @@ Definitions (all per worker, from the logged rows; no interpolation):
   again has not reached it there); ``rounds_to_eps`` is its step,
   ``bits_up_to_eps``/``bits_to_eps``/``time_to_eps`` the cumulative values
   there; ``reached`` is False (and those NaN, shown as "not reached") when the
-  last row is above eps.
+  last row is above eps. With ``eps_relative`` the target of each run is
+  ``eps * (f(x0) - f*)``, its suboptimality at its step-0 row (column
+  ``eps_abs``).
 - ``final_test_accuracy``: the last row's ``test_accuracy`` (NaN for logs without
   that column, e.g. the convex problems). With ``accuracy``: the first logged row
   from which ``test_accuracy >= accuracy`` holds at every later row (the last
@@ -134,6 +136,19 @@ def _run_metrics(
     return out
 
 
+def _run_eps(row: Any, eps: float | None) -> float | None:
+    """``eps * (f(x0) - f*)`` of one run (its step-0 row)."""
+    if eps is None:
+        return None
+    traj = row["trajectory"]
+    if not len(traj["step"]) or traj["step"][0] != 0:
+        raise ValueError(f"{row['file']}: a relative eps needs the log's step-0 row")
+    start = float(traj["suboptimality"][0])
+    if not (start > 0 and math.isfinite(start)):
+        raise ValueError(f"{row['file']}: f(x0) - f* = {start!r}, no relative eps")
+    return eps * start
+
+
 def _is_reference(row: Any, baseline: Mapping[str, Any] | None) -> bool:
     if baseline is None:
         return str(row["compressor"]).split(":")[0] == "none" and not row["self_quantizing"]
@@ -223,6 +238,7 @@ def summary(
     *,
     baseline: str | Mapping[str, Any] | None = None,
     accuracy: float | None = None,
+    eps_relative: bool = False,
 ) -> pd.DataFrame:
     """Final values, cost to reach ``eps`` or a held-out ``accuracy``, and compression
     ratio, per run or per group.
@@ -240,6 +256,8 @@ def summary(
             algorithm quantizes by itself (column ``self_quantizing``).
         accuracy: held-out accuracy target ``test_accuracy >= accuracy`` in (0, 1]
             (None: no columns "to acc").
+        eps_relative: ``eps`` is a fraction of each run's ``f(x0) - f*`` (its
+            step-0 row), so that one target fits problems of different scales.
 
     Returns:
         One row per run (the identity columns, the metrics, ``reached`` with
@@ -249,7 +267,8 @@ def summary(
         ``accuracy`` and ``group_by``.
 
     Raises:
-        ValueError: bad eps, unknown group key; see :func:`load` for files.
+        ValueError: bad eps, unknown group key, a relative eps for a run without
+            its step-0 row; see :func:`load` for files.
     """
     eps = check_eps(eps)
     accuracy = check_accuracy(accuracy)
@@ -263,7 +282,10 @@ def summary(
     runs = []
     for i in range(len(df)):
         row = df.iloc[i]
-        m = _run_metrics(row["trajectory"], eps, accuracy)
+        e = _run_eps(row, eps) if eps_relative else eps
+        m = _run_metrics(row["trajectory"], e, accuracy)
+        if eps_relative:
+            m["eps_abs"] = e
         runs.append({**{k: row[k] for k in ID_COLUMNS}, **m})
     for i, m in enumerate(runs):
         j = _baseline_index(df, i, baseline)
@@ -279,7 +301,7 @@ def summary(
     if accuracy is None:
         per_run = per_run.drop(columns=list(_TO_ACC))
     if not keys:
-        per_run.attrs.update(eps=eps, accuracy=accuracy, group_by=[])
+        per_run.attrs.update(eps=eps, accuracy=accuracy, group_by=[], eps_relative=eps_relative)
         return per_run
     per_run = pd.concat([per_run, df[[k for k in keys if k not in per_run.columns]]], axis=1)
     metrics = [m for m in METRICS if m in per_run.columns]
@@ -309,7 +331,7 @@ def summary(
             rec[f"{m}_max"] = float(v.max()) if len(v) else math.nan
         out.append(rec)
     res = pd.DataFrame(out)
-    res.attrs.update(eps=eps, accuracy=accuracy, group_by=keys)
+    res.attrs.update(eps=eps, accuracy=accuracy, group_by=keys, eps_relative=eps_relative)
     return res
 
 
@@ -395,8 +417,9 @@ def _note(df: pd.DataFrame) -> str:
     if eps is None:
         basis = "uplink bits per worker of the full-precision run / this run's, at equal steps"
     else:
+        rel = " (f(x0)-f*)" if df.attrs.get("eps_relative") else ""
         basis = (
-            f"uplink bits per worker until f-f* stays <= {eps:g} (last crossing), "
+            f"uplink bits per worker until f-f* stays <= {eps:g}{rel} (last crossing), "
             "full precision / this run"
         )
     grouped = bool(df.attrs.get("group_by"))

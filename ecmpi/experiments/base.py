@@ -147,6 +147,8 @@ class Setting:
         runs: run in this order.
         figures: drawn after the runs.
         eps: suboptimality target for the table and the figures (None: final values).
+        eps_relative: ``eps`` is a fraction of each run's ``f(x0) - f*``
+            (see :func:`ecmpi.analyze.summary`).
         accuracy: held-out accuracy target for the table and the figures (problems
             without f*, such as mlp; the figures then show accuracy).
         group_by: table rows (None: one per run).
@@ -159,6 +161,7 @@ class Setting:
     figures: tuple[FigureSpec, ...]
     eps: float | None = None
     accuracy: float | None = None
+    eps_relative: bool = False
     group_by: tuple[str, ...] | None = ("algorithm", "compressor")
     ranks: int = 4
     baseline: dict[str, str] | None = None
