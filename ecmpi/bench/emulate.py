@@ -44,6 +44,7 @@ from .allreduce import (
     format_table,
     parse_collectives,
     parse_size,
+    relative_error,
 )
 from .netns import EmulatedCluster, read_counters, remove_stale
 
@@ -153,6 +154,7 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                 "bytes_sent": 2 * (P - 1) / P * n * 4,
                 "bytes_received": 2 * (P - 1) / P * n * 4,
                 "messages": 2 * (P - 1),
+                "rel_error": 0.0,
                 **link,
             }
         )
@@ -169,6 +171,9 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                     )
 
                 t, link = _measure(comm, call, iters, warmup, links)
+                y = ecmpi.allreduce(
+                    x, c, comm=comm, collective=name, average=True, seed=(1, 0), check=False
+                )
                 calls = max(st.calls, 1)
                 per = {
                     f"{k}_seconds": comm.allreduce(getattr(st, f"{k}_seconds") / calls, op=MPI.MAX)
@@ -184,6 +189,7 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                         "bytes_received": comm.allreduce(st.bytes_received / calls, op=MPI.MAX),
                         "messages": comm.allreduce(st.messages / calls, op=MPI.MAX),
                         "wire_nbytes": c.wire_nbytes(n),
+                        "rel_error": relative_error(y, out, P),
                         **per,
                         **link,
                     }
@@ -215,6 +221,7 @@ def run_emulated(
     timeout: float = 3600,
     progress: bool = False,
     algorithms: Sequence[str] | None = None,
+    node_size: int = 1,
 ) -> list[dict[str, Any]]:
     """Create an emulated cluster of ``nranks`` links at ``rate``, run :func:`worker`, tear down.
 
@@ -229,6 +236,8 @@ def run_emulated(
         timeout: seconds before the MPI job is killed.
         progress: print one line per configuration to stderr.
         algorithms: deprecated alias of ``collectives`` (DeprecationWarning; both: TypeError).
+        node_size: ranks per emulated node (sharing one namespace and link; see
+            :class:`ecmpi.bench.netns.EmulatedCluster`).
 
     Returns:
         One dict per (size, method), see the module docstring; each row also
@@ -255,7 +264,7 @@ def run_emulated(
     remove_stale()  # namespaces of an earlier run killed with SIGKILL
     with (
         tempfile.TemporaryDirectory(prefix="ecmpi-emulate-") as tmp,
-        EmulatedCluster(nranks, rate) as cluster,
+        EmulatedCluster(nranks, rate, node_size=node_size) as cluster,
     ):
         config = {
             "sizes": [int(s) for s in sizes],
@@ -295,6 +304,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compressor", action="append", default=None, help="compressor spec; repeat for several"
     )
     parser.add_argument("--iters", type=int, default=None, help="timed calls (default: by size)")
+    parser.add_argument(
+        "--node-size", type=int, default=1, help="ranks per emulated node (one link per node)"
+    )
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
 
@@ -315,10 +327,19 @@ def main(args: argparse.Namespace) -> int:
     specs = list(args.compressor or DEFAULT_COMPRESSORS)
     if args.iters is not None and args.iters < 1:
         raise ValueError("--iters must be >= 1")
+    node_size = getattr(args, "node_size", 1) or 1
     rows = run_emulated(
-        args.ranks, args.rate, sizes, compressors=specs, collectives=collectives, iters=args.iters
+        args.ranks,
+        args.rate,
+        sizes,
+        compressors=specs,
+        collectives=collectives,
+        iters=args.iters,
+        node_size=node_size,
     )
-    print(f"ecmpi bench allreduce --emulate {args.rate}: P={args.ranks}")
+    for r in rows:
+        r["node_size"] = node_size
+    print(f"ecmpi bench allreduce --emulate {args.rate}: P={args.ranks}, {node_size} per node")
     print(format_table([{**r, "ratio": 1 / r["speedup"], **_bw(r)} for r in rows]))
     print("link bytes per call (busiest link, each way):")
     for r in rows:
@@ -346,6 +367,7 @@ def main_allreduce(args: argparse.Namespace) -> int:
         iters=args.iters,
         out=args.out,
         worker=None,
+        node_size=getattr(args, "node_size", 1),
     )
     return main(ns)
 

@@ -1,4 +1,4 @@
-"""An emulated cluster network on one machine: one network namespace and one shaped link per rank.
+"""An emulated cluster network on one machine: one network namespace and one shaped link per node.
 
 Each rank runs in its own namespace ``<prefix>-r<i>`` holding one end of a veth
 pair (``eth0``, address ``10.77.0.<i+1>/24``, valid only inside these
@@ -7,6 +7,11 @@ namespace ``<prefix>-hub``. Both ends are shaped with a token bucket
 (``tc qdisc add dev DEV root tbf rate RATE burst 256kb latency 50ms``), so
 every rank has its own full-duplex link of the given rate, as a cluster node
 has its own NIC.
+
+With ``node_size = L`` (default 1) ranks ``kL .. kL+L-1`` share namespace
+``k``: their traffic to each other goes over that namespace's loopback,
+unshaped (a node's shared memory), and ``ECMPI_NODE_SIZE=L`` tells
+:mod:`ecmpi.comm.hier` the same nodes.
 
 MPICH is launched MPMD, one ``ip netns exec NS python ...`` per rank; the
 launcher hands PMI to each rank through an inherited file descriptor, so it
@@ -104,17 +109,23 @@ class EmulatedCluster:
         burst: str = "256kb",
         latency: str = "50ms",
         prefix: str = "ecmpi",
+        node_size: int = 1,
     ):
         if not 1 <= nranks <= 250:
             raise ValueError(f"nranks must be in 1..250, got {nranks}")
+        if isinstance(node_size, bool) or not isinstance(node_size, int) or node_size < 1:
+            raise ValueError(f"node_size must be a positive int, got {node_size!r}")
+        if nranks % node_size:
+            raise ValueError(f"node_size {node_size} does not divide the {nranks} ranks")
         rate_bits_per_second(rate)
         self.nranks = nranks
+        self.node_size = node_size
         self.rate = rate
         self.burst = burst
         self.latency = latency
         self.tag = f"{prefix}{os.getpid()}"
         self.hub = f"{self.tag}-hub"
-        self.namespaces = [f"{self.tag}-r{i}" for i in range(nranks)]
+        self.namespaces = [f"{self.tag}-r{i}" for i in range(nranks // node_size)]
         self._created: list[str] = []
         self._old_handlers: dict[int, Any] = {}
 
@@ -196,16 +207,20 @@ class EmulatedCluster:
         """An ``mpiexec`` MPMD command running ``argv`` once per rank, each in its namespace."""
         exe = mpiexec or shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or "mpiexec"
         cmd = [exe]
-        for i, ns in enumerate(self.namespaces):
+        for i in range(self.nranks):
             if i:
                 cmd.append(":")
-            cmd += ["-n", "1", "ip", "netns", "exec", ns, *argv]
+            cmd += ["-n", "1", "ip", "netns", "exec", self.namespaces[i // self.node_size], *argv]
         return cmd
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """``base`` (default: os.environ) plus the variables forcing MPICH onto TCP."""
         env = dict(os.environ if base is None else base)
         env.update(MPICH_TCP_ENV)
+        if self.node_size > 1:
+            from ..comm.hier import ENV_NODE_SIZE
+
+            env[ENV_NODE_SIZE] = str(self.node_size)
         return env
 
     def run(self, argv: Sequence[str], *, timeout: float = 600, capture: bool = True, **kw: Any):
@@ -235,6 +250,7 @@ class EmulatedCluster:
             "rate_bps": rate_bits_per_second(self.rate),
             "burst": self.burst,
             "latency": self.latency,
+            "node_size": self.node_size,
         }
 
 

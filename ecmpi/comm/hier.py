@@ -11,6 +11,7 @@ With ``L`` ranks per node (local rank ``l``) and ``N`` nodes:
    ``(seed..., 6, l)``, error feedback on the slice. An error there (which
    every rank of the group raises) reaches every rank through one small
    intra-node ``allgather``.
+   With a single node nothing is compressed (the result is the exact sum).
 3. Inside each node, ``MPI_Allgatherv`` of the reduced slices. Every rank of
    a slice's group holds the same bits after step 2, so all ranks agree.
 
@@ -173,7 +174,10 @@ def hier_allreduce(
         stats.sent(item * (others + (L - 1) * lengths[lr]), messages=2 * (L - 1))
         stats.received(item * (others + (L - 1) * lengths[lr]))
     reduced, error = part, None
-    if lengths[lr]:
+    if lengths[lr] and inter.size == 1:  # one node: nothing crosses a node boundary
+        if average:
+            reduced = part / comm.size
+    elif lengths[lr]:
         entry = COLLECTIVES[_inner(c)]
         opts = {"requantize": requantize} if "requantize" in entry.options else {}
         try:
@@ -199,4 +203,7 @@ def hier_allreduce(
     out = np.empty(d, dtype=host.dtype)
     with stats.timer("communicate"):
         intra.Allgatherv(reduced, [out, (lengths, offsets)])
+    if c.check_finite and not np.isfinite(out).all():  # the same bits on every rank
+        bad = int((~np.isfinite(out)).sum())
+        raise ValueError(f"allreduce (hier): the sum holds {bad} non-finite entries")
     return array_module(x).asarray(out) if is_device_array(x) else out
