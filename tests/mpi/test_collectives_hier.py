@@ -90,7 +90,7 @@ def test_environment_override_and_errors(comm, monkeypatch):
     if comm.rank == 0:
         bad[0] = np.inf
     for L in node_sizes(comm):
-        with pytest.raises(ValueError, match="could not encode|non-finite"):
+        with pytest.raises(ValueError, match=r"could not encode|non-finite"):
             allreduce(bad, "qsgd:levels=4", comm=comm, collective="hier", node_size=L)
     assert same_on_all_ranks(comm, allreduce(x, "qsgd:levels=4", comm=comm, collective="hier"))
 
