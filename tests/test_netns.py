@@ -80,6 +80,20 @@ def test_rates_and_arguments():
         netns.EmulatedCluster(0)
     with pytest.raises(ValueError, match="not understood"):
         netns.EmulatedCluster(2, "1 gbit")
+    with pytest.raises(ValueError, match="node_size 3 does not divide the 4 ranks"):
+        netns.EmulatedCluster(4, node_size=3)
+
+
+def test_ranks_of_a_node_share_its_namespace():
+    """2 nodes x 2 ranks: two namespaces (two links), ranks 0, 1 in the first, 2, 3 in the
+    second, and the node size handed to the ranks for the hier collective."""
+    c = netns.EmulatedCluster(4, node_size=2)
+    assert len(c.namespaces) == 2 and c.describe()["node_size"] == 2
+    cmd = c.mpmd_command(["python", "x.py"], mpiexec="mpiexec")
+    used = [cmd[i + 1] for i, a in enumerate(cmd) if a == "exec"]
+    assert used == [c.namespaces[0]] * 2 + [c.namespaces[1]] * 2
+    assert c.env({})["ECMPI_NODE_SIZE"] == "2"
+    assert "ECMPI_NODE_SIZE" not in netns.EmulatedCluster(4).env({})
 
 
 @needs_netns
