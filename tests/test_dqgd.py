@@ -14,7 +14,16 @@ from mpi4py import MPI
 
 from ecmpi.algorithms import get
 from ecmpi.algorithms.base import RunContext
-from ecmpi.algorithms.dqgd import DQGD, QGD, gd_contraction, rate_dqgd, rate_qgd
+from ecmpi.algorithms.dqgd import (
+    DQGD,
+    DQHB,
+    DQNAG,
+    QGD,
+    gd_contraction,
+    momentum_defaults,
+    rate_dqgd,
+    rate_qgd,
+)
 
 D_DIM, KAPPA = 50, 3.5
 
@@ -306,3 +315,70 @@ def test_qgd_send_scale_bits_and_no_saturation():
         # float32(max |g_i|), rounded up so that no coordinate leaves the range
         r = cost.extra["range"]
         assert r == np.float32(r) and 0 <= r - np.max(np.abs(g)) <= 2.0**-23 * r
+
+
+def momentum_path(prob, x0, eta, beta, kind, steps):
+    """Exact heavy ball / Nesterov iterates from x_{-1} = x_0."""
+    prev, cur, out = np.array(x0, dtype=np.float64), np.array(x0, dtype=np.float64), []
+    for _ in range(steps):
+        out.append(cur)
+        if kind == "hb":
+            nxt = cur - eta * prob.local_grad(cur) + beta * (cur - prev)
+        else:
+            y = cur + beta * (cur - prev)
+            nxt = y - eta * prob.local_grad(y)
+        prev, cur = cur, nxt
+    return out
+
+
+@pytest.mark.parametrize(("cls", "kind"), [(DQHB, "hb"), (DQNAG, "nag")])
+@pytest.mark.parametrize("params", [{"bits_per_dim": 3}, {"bits_per_dim": 5, "range_norm": "linf"}])
+def test_momentum_z_is_the_exact_iterate_and_never_saturates(cls, kind, params):
+    """x_hat + eta*e is the unquantized method's iterate, to rounding (as for DQ-GD)."""
+    prob = problem(20, rotate=True, kappa=30.0)
+    x0 = prob.x_star + np.random.default_rng(21).standard_normal(D_DIM)
+    alg = make(cls, prob, x0, **params)
+    eta, beta = momentum_defaults(kind, prob.L, prob.mu)
+    assert alg.eta == pytest.approx(eta) and alg.beta == pytest.approx(beta)
+    path = momentum_path(prob, x0, eta, beta, kind, 40)
+    ulp = np.finfo(np.float64).eps
+    big = 1.0
+    for t in range(40):
+        big = max(big, np.linalg.norm(alg.x) + alg.eta * np.linalg.norm(alg.e))
+        assert np.linalg.norm(alg.z - path[t]) <= 100 * (t + 1) ** 2 * ulp * big, t
+        assert alg.step(t).extra["saturated"] == 0.0, t
+
+
+@pytest.mark.parametrize(("cls", "kind"), [(DQHB, "hb"), (DQNAG, "nag")])
+def test_momentum_rate_beats_dqgd_at_enough_bits(cls, kind):
+    """kappa = 30: the accelerated rate (sqrt(kappa)-1)/(sqrt(kappa)+1) = 0.691 (HB) or
+    1 - 1/sqrt(kappa) = 0.817 (NAG) against GD's 29/31 = 0.935; at R = 8 the
+    quantizer's eps = sqrt(50)/256 = 0.028 is far below both, so the measured rates
+    stay below GD's."""
+    prob = problem(22, rotate=True, kappa=30.0)
+    x0 = prob.x_star + np.random.default_rng(23).standard_normal(D_DIM)
+    alg = make(cls, prob, x0, bits_per_dim=8)
+    theory = (math.sqrt(30) - 1) / (math.sqrt(30) + 1) if kind == "hb" else 1 - 1 / math.sqrt(30)
+    assert alg.sigma == pytest.approx(theory, rel=0.02)
+    dq = _rate(alg, x0, prob.x_star, 120)
+    assert dq <= 1.1 * theory
+    gd = _rate(make(DQGD, prob, x0, bits_per_dim=8), x0, prob.x_star, 120)
+    assert dq < gd
+
+
+def test_momentum_resume_and_bad_momentum():
+    prob = problem(24, rotate=True)
+    x0 = prob.x_star + 1.0
+    full = make(DQHB, prob, x0, bits_per_dim=4)
+    for t in range(10):
+        full.step(t)
+    first = make(DQHB, prob, x0, bits_per_dim=4)
+    for t in range(4):
+        first.step(t)
+    second = make(DQHB, prob, x0, bits_per_dim=4)
+    second.load_state_dict(first.state_dict())
+    for t in range(4, 10):
+        second.step(t)
+    assert np.array_equal(second.x, full.x)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        make(DQNAG, prob, x0, momentum=1.0)

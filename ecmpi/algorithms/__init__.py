@@ -41,6 +41,8 @@ ALGORITHMS: dict[str, str] = {
     "ec-lkatyusha": "ecmpi.algorithms.katyusha:ECLKatyusha",
     "qgd": "ecmpi.algorithms.dqgd:QGD",
     "dqgd": "ecmpi.algorithms.dqgd:DQGD",
+    "dqhb": "ecmpi.algorithms.dqgd:DQHB",
+    "dqnag": "ecmpi.algorithms.dqgd:DQNAG",
 }
 
 

@@ -92,7 +92,18 @@ from ..compress.uniform import (
 )
 from .base import Algorithm, Hyper, RunContext, StepCost
 
-__all__ = ["DQGD", "QGD", "gd_contraction", "rate_dqgd", "rate_qgd"]
+__all__ = [
+    "DQGD",
+    "DQHB",
+    "DQNAG",
+    "QGD",
+    "gd_contraction",
+    "momentum_defaults",
+    "momentum_envelope",
+    "momentum_rate",
+    "rate_dqgd",
+    "rate_qgd",
+]
 
 
 def gd_contraction(L: float, mu: float, eta: float | None = None) -> float:
@@ -380,3 +391,172 @@ class QGD(_QuantizedGD):
         out = super().describe()
         out.update(qgd_range=self.qgd_range, a=self.a, floor=self.floor)
         return out
+
+
+def momentum_defaults(kind: str, L: float, mu: float) -> tuple[float, float]:
+    """The standard tuning ``(eta, beta)`` of heavy ball or Nesterov for ``kappa = L/mu``.
+
+    Heavy ball (Polyak): ``eta = 4/(sqrt(L) + sqrt(mu))^2``,
+    ``beta = ((sqrt(kappa) - 1)/(sqrt(kappa) + 1))^2``, rate ``sqrt(beta)``.
+    Nesterov: ``eta = 1/L``, ``beta = (sqrt(kappa) - 1)/(sqrt(kappa) + 1)``,
+    rate ``1 - 1/sqrt(kappa)`` on quadratics.
+    """
+    q = (math.sqrt(L / mu) - 1.0) / (math.sqrt(L / mu) + 1.0)
+    if kind == "hb":
+        return 4.0 / (math.sqrt(L) + math.sqrt(mu)) ** 2, q * q
+    return 1.0 / L, q
+
+
+def momentum_envelope(
+    kind: str, eta: float, beta: float, L: float, mu: float, T: int
+) -> np.ndarray:
+    """``m_t = max_{lambda in [mu, L]} |p_t(lambda)|`` for ``t = 0..T``.
+
+    ``p_t`` is the polynomial with ``(gradient point)_t - x* = p_t(H)(x_0 - x*)`` on a
+    quadratic with Hessian ``H`` (spectrum in ``[mu, L]``, ``x_{-1} = x_0``): the heavy-ball
+    iterate, or Nesterov's extrapolated point ``y_t``. The maximum is taken on 2001
+    points of ``[mu, L]`` (the end points included), so it is a numerical bound.
+    """
+    lam = np.linspace(mu, L, 2001)
+    prev, cur = np.ones_like(lam), np.ones_like(lam)
+    out = np.empty(T + 1)
+    for t in range(T + 1):
+        point = cur if kind == "hb" else (1.0 + beta) * cur - beta * prev
+        out[t] = float(np.max(np.abs(point)))
+        if kind == "hb":
+            nxt = (1.0 + beta - eta * lam) * cur - beta * prev
+        else:
+            nxt = (1.0 - eta * lam) * point
+        prev, cur = cur, nxt
+    return out
+
+
+def momentum_rate(kind: str, eta: float, beta: float, L: float, mu: float) -> float:
+    """The unquantized method's rate on quadratics: the largest root modulus over ``[mu, L]``.
+
+    Per eigenvalue ``lambda`` the error obeys ``r^2 - a r + c = 0`` with
+    ``a = 1 + beta - eta*lambda``, ``c = beta`` (heavy ball) or
+    ``a = (1 + beta)(1 - eta*lambda)``, ``c = beta (1 - eta*lambda)`` (Nesterov); taken on
+    the grid of :func:`momentum_envelope`. At the default tuning: ``sqrt(beta)`` and
+    ``1 - 1/sqrt(kappa)``.
+    """
+    lam = np.linspace(mu, L, 2001)
+    if kind == "hb":
+        a, c = 1.0 + beta - eta * lam, np.full_like(lam, beta)
+    else:
+        a, c = (1.0 + beta) * (1.0 - eta * lam), beta * (1.0 - eta * lam)
+    disc = a * a - 4.0 * c
+    root = np.sqrt(np.abs(disc))
+    real = np.maximum(np.abs(a + root), np.abs(a - root)) / 2.0
+    return float(np.max(np.where(disc >= 0, real, np.sqrt(np.abs(c)))))
+
+
+class _DQMomentum(DQGD):
+    """Differential quantization of heavy ball / Nesterov (the journal version's DQ-HB, DQ-NAG).
+
+    See the module docstring of the class names for the steps; beta = 0 is DQ-GD.
+    """
+
+    kind: ClassVar[str] = "hb"
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = (
+        *DQGD.hyperparameters,
+        Hyper("momentum", float, None, "beta (default: the standard tuning for L/mu)"),
+    )
+    #: steps of the precomputed envelope; beyond it the last value decays at the rate
+    _HORIZON: ClassVar[int] = 4096
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        eta0, beta0 = momentum_defaults(self.kind, self.L, self.mu)
+        self.eta = float(ctx.lr) if ctx.lr is not None else eta0
+        beta = self.params["momentum"]
+        self.beta = float(beta0 if beta is None else beta)
+        if not 0.0 <= self.beta < 1.0:
+            raise ValueError(f"{self.name}: momentum must be in [0, 1), got {self.beta}")
+        env = momentum_envelope(self.kind, self.eta, self.beta, self.L, self.mu, self._HORIZON)
+        self.envelope = env
+        self.sigma = momentum_rate(self.kind, self.eta, self.beta, self.L, self.mu)
+        self.e_prev = np.zeros(self.d, dtype=np.float64)  # e_{t-2}
+        self.x_prev = self.x_hat.copy()  # x_hat_{t-1}
+        self.r_prev2 = np.zeros_like(self.r_prev)
+
+    def next_range(self, t: int) -> Any:
+        """``r_t = L*D*m_t + G + (1+beta)*eps*r_{t-1} + beta*eps*r_{t-2}``."""
+        h = self._HORIZON
+        m = self.envelope[t] if t <= h else self.envelope[h] * self.sigma ** (t - h)
+        fb = self._fb
+        return (
+            self.L_range * self.D * m
+            + self.G
+            + fb * ((1 + self.beta) * self.r_prev + self.beta * self.r_prev2)
+        )
+
+    @property
+    def z(self) -> np.ndarray:
+        """The unquantized method's iterate ``x_hat + eta*e`` (one worker: exact HB / NAG)."""
+        return self.x_hat + self.eta * self.e
+
+    def _point(self) -> np.ndarray:
+        z = self.z
+        if self.kind == "hb":
+            return z
+        z_prev = self.x_prev + self.eta * self.e_prev
+        return z + self.beta * (z - z_prev)
+
+    def step(self, t: int) -> StepCost:
+        prob = self.ctx.problem
+        g = np.asarray(prob.local_grad(self._point().astype(self.dtype)), dtype=np.float64)
+        u = g - (1.0 + self.beta) * self.e + self.beta * self.e_prev
+        self._r = self.next_range(t)
+        codes, q, r_sent, sat = self._quantize(u)
+        self.e_prev, self.e = self.e, q - u
+        mean_q = self._exchange(codes, r_sent)
+        x = self.x_hat.astype(np.float64)
+        shift = self.beta * (x - self.x_prev)
+        self.x_prev = x
+        self.x_hat = (x + shift - self.eta * mean_q).astype(self.dtype)
+        self.r_prev2 = self.r_prev
+        self.r_prev = np.asarray(self._r, dtype=np.float64)
+        self.t = t + 1
+        return self._cost(sat, self._r if not self.scale else r_sent)
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out.update(
+            e_prev=self.e_prev.copy(), x_prev=self.x_prev.copy(), r_prev2=self.r_prev2.copy()
+        )
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.e_prev = np.array(state["e_prev"], dtype=np.float64)
+        self.x_prev = np.array(state["x_prev"], dtype=np.float64)
+        self.r_prev2 = np.array(state["r_prev2"], dtype=np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update(momentum=self.beta, eta=self.eta, sigma=self.sigma)
+        return out
+
+
+class DQHB(_DQMomentum):
+    """DQ-HB: ``x_hat' = x_hat - eta*mean_p q_p + beta*(x_hat - x_hat_prev)``.
+
+    Worker ``p``: ``z = x_hat + eta*e_{t-1}`` (one worker: the exact heavy-ball iterate),
+    ``u = grad f_p(z) - (1+beta)*e_{t-1} + beta*e_{t-2}``, ``q = Q_{R,r_t}(u)``,
+    ``e_t = q - u``; then ``x_hat - z = -eta*e_{t-1}`` at every step.          [reconstructed]
+    """
+
+    name: ClassVar[str] = "dqhb"
+    kind: ClassVar[str] = "hb"
+
+
+class DQNAG(_DQMomentum):
+    """DQ-NAG: ``y_hat = x_hat + beta*(x_hat - x_hat_prev)``, ``x_hat' = y_hat - eta*mean_p q_p``.
+
+    Worker ``p``: the gradient at Nesterov's ``y = z + beta*(z - z_prev)`` with
+    ``z = x_hat + eta*e_{t-1}``, the same ``u``, ``q`` and ``e`` as :class:`DQHB`.  [reconstructed]
+    """
+
+    name: ClassVar[str] = "dqnag"
+    kind: ClassVar[str] = "nag"
