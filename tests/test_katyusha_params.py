@@ -77,7 +77,7 @@ def test_reproduction_follows_the_template():
     start x* + 1, TopK K = 1..3 and dithering, full and minibatch gradients, and a stop
     below eps so that the last crossing of eps lies inside every log."""
     from ecmpi.experiments import get_experiment
-    from ecmpi.experiments.eclkatyusha import DATASETS, EPS, METHODS, RELS
+    from ecmpi.experiments.eclkatyusha import BATCH, DATASETS, EPS, METHODS, RELS
 
     full = get_experiment("ec-lkatyusha").full
     opts = [r.options for r in full.runs]
@@ -98,11 +98,14 @@ def test_reproduction_follows_the_template():
                     and o["l2_rel"] == rel
                     and o["dataset"] == DATASETS[data]["dataset"]
                     and o["compressor"] == "topk:k=1"
-                    and o["batch_size"] == 0
+                    and o["batch_size"] == (BATCH if alg == "ec-lsvrg-diana" else 0)
                 }
                 assert len(seeds) >= 3, (data, rel, alg)
     assert {o["compressor"] for o in opts} >= {"topk:k=1", "topk:k=2", "topk:k=3"}
     assert any(o["compressor"].startswith("qsgd") for o in opts)
     assert any(o["batch_size"] > 0 for o in opts) and any(o["batch_size"] == 0 for o in opts)
+    assert any(
+        r.algorithm == "ec-lkatyusha" and o["batch_size"] > 0 for r, o in zip(full.runs, opts)
+    )
     assert all(o["x0"] == "star+1" and o["target"] < EPS for o in opts)
     assert full.eps == EPS == 1e-6 and full.ranks == 4
