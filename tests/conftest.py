@@ -30,5 +30,5 @@ def pytest_sessionstart(session) -> None:
         return
     for dtype in (np.float32, np.float64):
         like = np.zeros(8, dtype=dtype)
-        for spec in ("qsgd:levels=1", "sign", "randk:k=2"):
+        for spec in ("qsgd:levels=1", "sign", "randk:k=2", "qsgd:levels=2,coding=elias"):
             compressor(spec).warm_up(like)
