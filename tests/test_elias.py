@@ -251,3 +251,10 @@ def test_header_lies_are_refused():
         q.buf[HEADER_SIZE : HEADER_SIZE + m] = p.buf[HEADER_SIZE : HEADER_SIZE + m]
         q.seal()
         _rejects(q.to_bytes())
+
+
+def test_entropy_estimate_of_an_elias_payload_is_its_size():
+    from ecmpi.compress.entropy import coded_bits
+
+    p = ecmpi.compressor(_spec(2, 256, coding="elias")).encode(_vector(3000, 4))
+    assert coded_bits(p, "entropy") == coded_bits(p, "huffman") == 8 * p.nbytes

@@ -115,7 +115,8 @@ def coded_bits(payload: Payload, coder: str = "entropy") -> float:
 
     ``8 * (nbytes - packed code bytes) + coded codes + model/table`` (see the
     module docstring). Payloads without codes (none, topk, ...) return
-    ``8 * nbytes``.
+    ``8 * nbytes``, as do ``qsgd-elias`` payloads (their codes are already a
+    variable-length code).
 
     Args:
         payload: any payload.
@@ -127,7 +128,7 @@ def coded_bits(payload: Payload, coder: str = "entropy") -> float:
     if h is None:
         raise TypeError(f"coded_bits takes a Payload, got {type(payload).__name__}")
     total = 8 * payload.nbytes
-    if h.ncodes == 0:
+    if h.ncodes == 0 or h.codec_name == "qsgd-elias":  # no codes, or already Elias coded
         return float(total)
     counts = code_counts(payload)
     rest = total - 8 * packed_nbytes(h.ncodes, h.bits)
