@@ -1,184 +1,236 @@
 """DQ-GD (Lin, Kostina, Hassibi): the convergence-communication tradeoff at R bits per dimension.
 
-A quadratic with condition number 3.5 in d = 50 (``f* = 0``), from x0 = 0,
-on P = 2 workers by default (the paper has one; with one rank GD communicates
-nothing and there is no bit count to compare with), each quantizing its own
-gradient. Full-precision GD with step 2/(L+mu)
-contracts at sigma = (kappa-1)/(kappa+1) = 0.556; DQ-GD at R bits per
-dimension contracts at max(sigma, rho*2^-R) and naive quantized GD (``qgd``)
-only at sigma + rho*2^-R (rho = sqrt(d) for the per-coordinate quantizer), so
-DQ-GD matches GD from about R = 6 on while QGD stays slower. Against bits,
-DQ-GD needs far fewer bits per worker than GD's 64 per entry; GD is the
-reference of the compression ratio.
+Every setting is defined here once; ``docs/reproduce.md`` shows the tables.
 
-Quick: R = 4 and 6. Full: R = 4, 5, 6, 7, 8.
+``dqgd`` (:data:`EXPERIMENT`, ``ecmpi reproduce dqgd``): the multi-worker case.
+A quadratic with condition number 3.5 in d = 50 whose rows carry target noise
+(``quadratic:...,noise=0.5``), so each of the P = 2 workers holds a shard with
+its own minimizer (``G = max_p ||grad f_p(x*)|| > 0``) and the server's average
+of the decoded gradients matters. GD (step 2/(L+mu)) against DQ-GD and the
+naive quantized GD in three forms: the range shrinking on the paper's schedule
+(``qgd``), the worst-case-safe fixed range ``L*D + G`` (``qgd --qgd-range
+fixed``) and one float32 scale sent per step (``qgd --send-scale``, d*R + 32
+bits). Three data seeds (basis, x_true and noise), mean +- std. Quick: R = 4
+and 8, one seed, no schedule variant. Full: R = 4, 6, 8.
 
-``dqgd-rates`` (:data:`RATES`) measures the linear rate
-``(||x_T - x*|| / ||x_0 - x*||)^(1/T)`` against R = 2..10 for GD, DQ-GD (l2 and
-linf range recursions) and QGD, with T chosen so that sigma^T = 1e-10, on the
-quadratic (kappa = 3.5, d = 50 and 200) and on synthetic least squares (d = 50);
-``examples/dqgd_rates.py`` draws it beside the theory curves. Quick: the
-quadratic in d = 50, R = 2, 4, 6, 8.
+``dqgd-rates`` (:data:`RATES`): the rate claim, one worker as in the paper.
+The measured linear rate ``(||x_T - x*|| / ||x_0 - x*||)^(1/T)`` against R = 2..8
+for d in {10, 50, 200, 1000} (the quadratic with n = d rows, kappa = 3.5,
+T = 40 so that sigma^T = 6e-11, three data seeds) for GD, DQ-GD (l2 and linf
+range recursions) and the three naive forms; ``examples/dqgd_rates.py`` runs it
+in one MPI job and writes the table and the figure beside
+``max(sigma, rho 2^-R)``, ``sigma + rho 2^-R`` and ``max(sigma, 2^-R)``.
+Quick: d = 10 and 200, R = 2, 4, 6, 8, one seed.
 
-``dqgd-real`` (:data:`REAL`) is least squares on scikit-learn's diabetes (442 x 10,
-standardized, bias column; kappa = 470, sigma = 0.9958): GD and DQ-GD / QGD at
-R = 3, 4, 6, 8, 12 for T = 4330 steps (sigma^T = 1e-8), distance against bits.
-Quick: R = 4 and 8, 1000 steps.
+``dqgd-real`` (:data:`REAL`): least squares on scikit-learn's diabetes (442 x 10,
+standardized, bias column; kappa = 470, sigma = 0.9958, T = 4330 steps so that
+sigma^T = 1e-8) and on a large synthetic set (``synthetic:n=100000,d=500``,
+kappa = 1.32, sigma = 0.14, 20 steps), P = 2 workers on contiguous shards; on
+diabetes also DQ-HB and DQ-NAG (``dqhb``, ``dqnag``, the journal version's
+momentum methods with the same differential quantization).
+Quick: diabetes only, R = 4 and 8, 1000 steps.
 """
 
 from __future__ import annotations
 
 from .base import Experiment, FigureSpec, Run, Setting, flags
 
-__all__ = ["EXPERIMENT", "RATES", "REAL", "rate_runs", "real_runs", "runs"]
+__all__ = [
+    "EXPERIMENT",
+    "NAIVE",
+    "RATES",
+    "REAL",
+    "SEEDS",
+    "hetero_runs",
+    "rate_runs",
+    "real_runs",
+]
 
 KAPPA = 3.5
-_COMMON = flags(problem="quadratic", kappa=KAPPA, dim=50, steps=60)
 #: 2 / (L + mu) with mu = 1, L = kappa
 GD_STEP = 2.0 / (KAPPA + 1.0)
+#: data seeds of every randomized setting
+SEEDS = (0, 1, 2)
+#: the per-row target noise that makes the shards differ
+NOISE = 0.5
+#: variant name -> (algorithm, extra options); the naive forms first, then DQ-GD's
+NAIVE = {
+    "qgd": ("qgd", ()),
+    "qgd-fixed": ("qgd", flags(qgd_range="fixed")),
+    "qgd-scale": ("qgd", flags(send_scale="true")),
+}
+_DQ = {"dqgd": ("dqgd", ()), "dqgd-linf": ("dqgd", flags(range_norm="linf"))}
 
 
-def runs(bits: tuple[int, ...]) -> tuple[Run, ...]:
-    """GD, then DQ-GD and QGD at each R."""
-    out = [Run("gd", ("gd", *_COMMON, *flags(lr=GD_STEP)))]
-    for alg in ("dqgd", "qgd"):
-        for r in bits:
-            out.append(Run(f"{alg}_R{r}", (alg, *_COMMON, *flags(bits_per_dim=r))))
+def _quad(dim: int, seed: int, *, n: int | None = None, noise: float = 0.0) -> tuple[str, ...]:
+    spec = f"quadratic:d={dim},kappa={KAPPA!r}"
+    spec += (f",n={n}" if n else "") + (f",seed={seed}" if seed else "")
+    spec += f",noise={noise!r}" if noise else ""
+    return flags(problem="quadratic", dataset=spec)
+
+
+def hetero_runs(
+    bits: tuple[int, ...], variants: tuple[str, ...], seeds: tuple[int, ...] = SEEDS
+) -> tuple[Run, ...]:
+    """Per seed: GD, then DQ-GD and each naive variant at each R (heterogeneous shards)."""
+    table = {"dqgd": _DQ["dqgd"], **NAIVE}
+    out = []
+    for s in seeds:
+        common = (*_quad(50, s, noise=NOISE), *flags(steps=60))
+        out.append(Run(f"gd_s{s}", ("gd", *common, *flags(lr=GD_STEP))))
+        for name in variants:
+            alg, extra = table[name]
+            for r in bits:
+                argv = (alg, *common, *extra, *flags(bits_per_dim=r))
+                out.append(Run(f"{name}_R{r}_s{s}", argv))
     return tuple(out)
 
 
-_GROUPS = ("algorithm", "hyperparameters.bits_per_dim")
-_TITLE = f"quadratic, kappa = {KAPPA:g}, d = 50"
+_GROUPS = (
+    "algorithm",
+    "hyperparameters.qgd_range",
+    "hyperparameters.send_scale",
+    "hyperparameters.bits_per_dim",
+)
+_TITLE = f"quadratic, kappa = {KAPPA:g}, d = 50, target noise {NOISE:g}, P = 2"
+_FIG = (FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS, title=_TITLE),)
+_DESCRIPTION = (
+    f"Quadratic, kappa = {KAPPA:g}, d = 50, target noise {NOISE:g} (every shard its own "
+    "minimizer), P = 2, three data seeds: GD (step 2/(L+mu)) against DQ-GD and naive quantized "
+    "GD (range on the paper's schedule, fixed worst-case range, one float32 scale per step) at "
+    "R bits per dimension per iteration."
+)
 EXPERIMENT = Experiment(
     name="dqgd",
     paper=(
         "Lin, Kostina, Hassibi. Achieving the fundamental convergence-communication tradeoff "
         "with Differentially Quantized Gradient Descent. arXiv 2002.02508."
     ),
-    description=(
-        "Quadratic, kappa = 3.5, d = 50, P workers: GD (step 2/(L+mu)) against DQ-GD and naive "
-        "quantized GD at R bits per dimension per iteration."
-    ),
+    description=_DESCRIPTION,
     quick=Setting(
-        runs=runs((4, 6)),
-        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS, title=_TITLE),),
-        eps=1e-10,
+        runs=hetero_runs((4, 8), ("dqgd", "qgd-fixed", "qgd-scale"), (0,)),
+        figures=_FIG,
+        eps=1e-6,
         group_by=_GROUPS,
         ranks=2,
         baseline={"algorithm": "gd"},
     ),
     full=Setting(
-        runs=runs((4, 5, 6, 7, 8)),
-        figures=(FigureSpec("dqgd", x=("rounds", "bits"), group_by=_GROUPS, title=_TITLE),),
-        eps=1e-10,
+        runs=hetero_runs((4, 6, 8), ("dqgd", *NAIVE)),
+        figures=_FIG,
+        eps=1e-6,
         group_by=_GROUPS,
         ranks=2,
         baseline={"algorithm": "gd"},
     ),
 )
 
-
-#: (tag, problem options, steps T with sigma^T = 1e-10, GD step 2/(L+mu)) of the rate sweep
-_RATE_PROBLEMS = {
-    "q50": (flags(problem="quadratic", kappa=KAPPA, dim=50), 40, GD_STEP),
-    "q200": (flags(problem="quadratic", kappa=KAPPA, dim=200), 40, GD_STEP),
-    # L = 1.3237, mu = 0.7048 (sigma = 0.305)
-    "lsq50": (flags(problem="lsq", dataset="synthetic:n=2000,d=50"), 20, 0.985927),
-}
-#: the variants of the rate sweep: algorithm and extra options
-_VARIANTS = {
-    "dqgd": ("dqgd", ()),
-    "dqgd-linf": ("dqgd", flags(range_norm="linf")),
-    "qgd": ("qgd", ()),
-}
+#: dimensions and steps of the rate sweep (sigma^40 = 6e-11 at kappa = 3.5)
+RATE_DIMS = (10, 50, 200, 1000)
+RATE_BITS = tuple(range(2, 9))
+RATE_STEPS = 40
 
 
-def rate_runs(problems: tuple[str, ...], bits: tuple[int, ...]) -> tuple[Run, ...]:
-    """For each problem: GD, then DQ-GD (l2 and linf ranges) and QGD at each R."""
+def rate_runs(
+    dims: tuple[int, ...], bits: tuple[int, ...], seeds: tuple[int, ...] = SEEDS
+) -> tuple[Run, ...]:
+    """For each d and seed: GD, then DQ-GD (l2, linf) and the naive forms at each R."""
     out = []
-    for tag in problems:
-        opts, steps, gd_step = _RATE_PROBLEMS[tag]
-        common = (*opts, *flags(steps=steps))
-        out.append(Run(f"{tag}_gd", ("gd", *common, *flags(lr=gd_step))))
-        for name, (alg, extra) in _VARIANTS.items():
-            for r in bits:
-                out.append(
-                    Run(f"{tag}_{name}_R{r}", (alg, *common, *extra, *flags(bits_per_dim=r)))
-                )
+    for dim in dims:
+        for s in seeds:
+            common = (*_quad(dim, s, n=dim), *flags(steps=RATE_STEPS))
+            out.append(Run(f"d{dim}_s{s}_gd", ("gd", *common, *flags(lr=GD_STEP))))
+            for name, (alg, extra) in {**_DQ, **NAIVE}.items():
+                for r in bits:
+                    argv = (alg, *common, *extra, *flags(bits_per_dim=r))
+                    out.append(Run(f"d{dim}_s{s}_{name}_R{r}", argv))
     return tuple(out)
 
 
-_RATE_GROUPS = (
-    "dataset",
-    "algorithm",
-    "hyperparameters.range_norm",
-    "hyperparameters.bits_per_dim",
-)
 RATES = Experiment(
     name="dqgd-rates",
     paper=EXPERIMENT.paper,
     description=(
-        "Measured linear rate against bits per dimension R (GD, DQ-GD with l2 and linf ranges, "
-        "QGD) on the quadratic (kappa = 3.5) and synthetic least squares, T with sigma^T = 1e-10."
+        "Measured linear rate against bits per dimension R = 2..8 on one worker (GD, DQ-GD with "
+        f"l2 and linf ranges, naive QGD in three forms), quadratic kappa = {KAPPA:g} with n = d "
+        "rows for d = 10, 50, 200, 1000, T = 40, three data seeds (examples/dqgd_rates.py)."
     ),
     quick=Setting(
-        runs=rate_runs(("q50",), (2, 4, 6, 8)),
-        figures=(FigureSpec("dqgd-rates", x=("rounds",), group_by=None, title=_TITLE),),
+        runs=rate_runs((10, 200), (2, 4, 6, 8), (0,)),
+        figures=(),
         group_by=None,
         ranks=1,
     ),
-    full=Setting(
-        runs=rate_runs(tuple(_RATE_PROBLEMS), tuple(range(2, 11))),
-        figures=tuple(
-            FigureSpec(
-                f"dqgd-rates_{tag}",
-                x=("rounds",),
-                group_by=None,
-                runs=tuple(r.name for r in rate_runs((tag,), tuple(range(2, 11)))),
-            )
-            for tag in _RATE_PROBLEMS
-        ),
-        group_by=None,
-        ranks=1,
-    ),
+    full=Setting(runs=rate_runs(RATE_DIMS, RATE_BITS), figures=(), group_by=None, ranks=1),
 )
 
 _DIABETES = flags(problem="lsq", dataset="sklearn:diabetes", scale="standard", bias=True)
 #: 2 / (L + mu) of diabetes least squares (L = 4.0242, mu = 0.008561)
 DIABETES_GD_STEP = 0.495937
+_LARGE = flags(problem="lsq", dataset="synthetic:n=100000,d=500")
+#: 2 / (L + mu) of the large set (L = 1.14217, mu = 0.86429, sigma = 0.1385)
+LARGE_GD_STEP = 0.996779
 
 
-def real_runs(bits: tuple[int, ...], steps: int) -> tuple[Run, ...]:
-    """GD, then DQ-GD and QGD at each R, on diabetes least squares."""
-    common = (*_DIABETES, *flags(steps=steps, log_every=10))
-    out = [Run("gd", ("gd", *common, *flags(lr=DIABETES_GD_STEP)))]
-    for alg in ("dqgd", "qgd"):
+def real_runs(
+    tag: str, bits: tuple[int, ...], steps: int, variants: tuple[str, ...]
+) -> tuple[Run, ...]:
+    """GD, then each variant at each R on ``diabetes`` or ``large`` least squares."""
+    opts, step, every = {
+        "diabetes": (_DIABETES, DIABETES_GD_STEP, 10),
+        "large": (_LARGE, LARGE_GD_STEP, 1),
+    }[tag]
+    common = (*opts, *flags(steps=steps, log_every=every))
+    out = [Run(f"{tag}_gd", ("gd", *common, *flags(lr=step)))]
+    table = {"dqgd": _DQ["dqgd"], "dqhb": ("dqhb", ()), "dqnag": ("dqnag", ()), **NAIVE}
+    for name in variants:
+        alg, extra = table[name]
         for r in bits:
-            out.append(Run(f"{alg}_R{r}", (alg, *common, *flags(bits_per_dim=r))))
+            out.append(Run(f"{tag}_{name}_R{r}", (alg, *common, *extra, *flags(bits_per_dim=r))))
     return tuple(out)
 
 
-_REAL_FIGURE = FigureSpec(
-    "dqgd-real", x=("rounds", "bits"), group_by=_GROUPS, title="least squares, diabetes"
-)
+_REAL_GROUPS = ("dataset", *_GROUPS)
+_DIAB_FULL = real_runs("diabetes", (4, 6, 8), 4330, ("dqgd", "dqhb", "dqnag", *NAIVE))
+_LARGE_FULL = real_runs("large", (4, 8), 20, ("dqgd", "qgd-fixed", "qgd-scale"))
 REAL = Experiment(
     name="dqgd-real",
     paper=EXPERIMENT.paper,
     description=(
-        "Least squares on diabetes (standardized, bias; kappa = 470): GD (step 2/(L+mu)) "
-        "against DQ-GD and naive quantized GD at R bits per dimension per iteration."
+        "Least squares on diabetes (standardized, bias; kappa = 470) and on synthetic "
+        "n = 100000, d = 500 (kappa = 1.32), P = 2: GD (step 2/(L+mu)) against DQ-GD and "
+        "the naive forms."
     ),
     quick=Setting(
-        runs=real_runs((4, 8), 1000),
-        figures=(_REAL_FIGURE,),
-        group_by=_GROUPS,
+        runs=real_runs("diabetes", (4, 8), 1000, ("dqgd", "qgd-fixed", "qgd-scale")),
+        figures=(
+            FigureSpec(
+                "dqgd-real", x=("rounds", "bits"), group_by=_GROUPS, title="least squares, diabetes"
+            ),
+        ),
+        group_by=_REAL_GROUPS,
         ranks=2,
         baseline={"algorithm": "gd"},
     ),
     full=Setting(
-        runs=real_runs((3, 4, 6, 8, 12), 4330),
-        figures=(_REAL_FIGURE,),
-        group_by=_GROUPS,
+        runs=_DIAB_FULL + _LARGE_FULL,
+        figures=(
+            FigureSpec(
+                "dqgd-real",
+                x=("rounds", "bits"),
+                group_by=_GROUPS,
+                runs=tuple(r.name for r in _DIAB_FULL),
+                title="least squares, diabetes",
+            ),
+            FigureSpec(
+                "dqgd-large",
+                x=("rounds", "bits"),
+                group_by=_GROUPS,
+                runs=tuple(r.name for r in _LARGE_FULL),
+                title="least squares, synthetic n = 100000, d = 500",
+            ),
+        ),
+        group_by=_REAL_GROUPS,
         ranks=2,
         baseline={"algorithm": "gd"},
     ),
