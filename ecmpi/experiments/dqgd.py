@@ -147,6 +147,12 @@ def rate_runs(
     return tuple(out)
 
 
+def _rate_figure(dim: int, bits: tuple[int, ...]) -> FigureSpec:
+    """Distance curves of one d and seed 0 (the rates themselves: examples/dqgd_rates.py)."""
+    names = tuple(r.name for r in rate_runs((dim,), bits, (0,)))
+    return FigureSpec("dqgd-rates", x=("rounds",), group_by=None, runs=names, title=f"d = {dim}")
+
+
 RATES = Experiment(
     name="dqgd-rates",
     paper=EXPERIMENT.paper,
@@ -157,11 +163,16 @@ RATES = Experiment(
     ),
     quick=Setting(
         runs=rate_runs((10, 200), (2, 4, 6, 8), (0,)),
-        figures=(),
+        figures=(_rate_figure(10, (2, 4, 6, 8)),),
         group_by=None,
         ranks=1,
     ),
-    full=Setting(runs=rate_runs(RATE_DIMS, RATE_BITS), figures=(), group_by=None, ranks=1),
+    full=Setting(
+        runs=rate_runs(RATE_DIMS, RATE_BITS),
+        figures=(_rate_figure(50, RATE_BITS),),
+        group_by=None,
+        ranks=1,
+    ),
 )
 
 _DIABETES = flags(problem="lsq", dataset="sklearn:diabetes", scale="standard", bias=True)
