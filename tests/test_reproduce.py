@@ -79,6 +79,31 @@ def test_ecq_sgd_quick_is_the_flagship():
     comps = [r.argv[r.argv.index("--compressor") + 1] for r in s.runs]
     assert comps[0] == "none" and comps[1] == comps[2] != "none"
     assert all(r.argv[r.argv.index("--dtype") + 1] == "float32" for r in s.runs)  # 32-bit SGD
+    # ECQ-SGD runs its defaults (alpha = auto, beta = 1), QSGD and ECQ-SGD one coarse quantizer
+    assert "--alpha" not in s.runs[2].argv and "--beta" not in s.runs[2].argv
+    assert "levels=1" in comps[1] and "coding=elias" in comps[1]
+
+
+def test_ecq_sgd_target_is_fixed_in_the_definition():
+    from ecmpi.experiments import ecqsgd
+
+    exp = get_experiment("ecq-sgd")
+    for s in (exp.quick, exp.full):
+        assert s.eps == ecqsgd.EPS_REL and s.eps_relative
+    full = exp.full
+    seeds = {r.argv[r.argv.index("--seed") + 1] for r in full.runs}
+    assert len(seeds) >= 3
+    datasets = {r.argv[r.argv.index("--dataset") + 1] for r in full.runs}
+    assert datasets == set(ecqsgd.PROBLEMS) and any("cond=" in d for d in datasets)
+    comps = {r.argv[r.argv.index("--compressor") + 1].split(":")[0] for r in full.runs}
+    assert comps == {"none", "qsgd", "terngrad", "sign", "topk"}
+    # the sweep covers stable and unstable (alpha, beta) pairs, plain error feedback included
+    sweep = get_experiment("ecq-sgd-sweep").full.runs
+    pairs = {(r.options["alpha"], r.options["beta"]) for r in sweep}
+    assert (1.0, 1.0) in pairs and len(pairs) == len(sweep)
+    assert {r.options["dataset"] for r in get_experiment("ecq-sgd-time").full.runs} == {
+        f"syn:d={ecqsgd.TIME_DIM},n={ecqsgd.TIME_ROWS}"
+    }
 
 
 def test_find_mpiexec_prefers_the_one_beside_python(tmp_path, monkeypatch):
@@ -165,7 +190,7 @@ def test_ecq_sgd_quick_end_to_end_small(tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     logs = sorted(p.name for p in (out / "logs").glob("*.h5"))
-    assert logs == ["ecq-sgd_d256_s0.h5", "qsgd_d256_s0.h5", "sgd_d256_s0.h5"]
+    assert logs == ["ecq-sgd_iso_s0.h5", "qsgd_iso_s0.h5", "sgd_iso_s0.h5"]
     assert (out / "ecq-sgd.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "table.md").read_text()
     assert md in captured.out
@@ -176,7 +201,7 @@ def test_ecq_sgd_quick_end_to_end_small(tmp_path, capsys):
     s = analyze.summary(out / "logs", group_by="algorithm").set_index("algorithm")
     assert (s["steps"] == 12).all() and (s["n_runs"] == 1).all()
     assert s.loc["sgd", "compression_ratio"] == 1.0
-    assert s.loc["ecq-sgd", "compression_ratio"] > 1.0  # 4-level codes vs 32-bit floats
+    assert s.loc["ecq-sgd", "compression_ratio"] > 10.0  # Elias-coded 1-level codes vs floats
     df = analyze.load(out / "logs")
     assert set(df["n_ranks"]) == {2} and set(df["dtype"]) == {"float32"}
     assert isinstance(df, pd.DataFrame) and os.path.commonpath(list(df["file"])) == str(

@@ -21,6 +21,8 @@ __all__ = ["EXPERIMENTS", "Experiment", "FigureSpec", "Run", "Setting", "flags",
 EXPERIMENTS: dict[str, str] = {
     "ecq-sgd": "ecmpi.experiments.ecqsgd:EXPERIMENT",
     "ecq-sgd-real": "ecmpi.experiments.ecqsgd:REAL",
+    "ecq-sgd-sweep": "ecmpi.experiments.ecqsgd:SWEEP",
+    "ecq-sgd-time": "ecmpi.experiments.ecqsgd:TIME",
     "qesgd": "ecmpi.experiments.qesgd:EXPERIMENT",
     "ec-lkatyusha": "ecmpi.experiments.eclkatyusha:EXPERIMENT",
     "ec-lkatyusha-template": "ecmpi.experiments.eclkatyusha:TEMPLATE",
