@@ -79,7 +79,7 @@ _MAIN = {
     "ecq-sgd": ("ecq-sgd", flags(compressor=QUANTIZER)),
 }
 _BASELINES = {
-    "terngrad": ("sgd", flags(compressor="terngrad:bucket=512")),
+    "terngrad": ("qsgd", flags(compressor="terngrad:bucket=512")),
     "ef-sign": ("ef-sgd", flags(compressor="sign:bucket=512")),
     "ef-topk": ("ef-sgd", flags(compressor=f"topk:k={TOPK}")),
 }
