@@ -33,16 +33,26 @@ Quick: diabetes only, R = 4 and 8, 1000 steps.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..algorithms.dqgd import gd_contraction
 from .base import Experiment, FigureSpec, Run, Setting, flags
 
 __all__ = [
     "EXPERIMENT",
     "NAIVE",
     "RATES",
+    "RATE_STYLE",
     "REAL",
     "SEEDS",
     "hetero_runs",
+    "measured_rates",
     "rate_runs",
+    "rate_table",
     "real_runs",
 ]
 
@@ -174,6 +184,54 @@ RATES = Experiment(
         ranks=1,
     ),
 )
+
+#: plot style of each variant of the rate sweep
+RATE_STYLE = {
+    "dqgd": "C1o-",
+    "dqgd-linf": "C3^-",
+    "qgd": "C2x--",
+    "qgd-fixed": "C4s--",
+    "qgd-scale": "C5d--",
+}
+_RUN_NAME = re.compile(r"d(\d+)_s(\d+)_(.+?)(?:_R(\d+))?$")
+
+
+def measured_rates(out: str | Path) -> Any:
+    """One row per run: d, seed, variant, R, measured rate, sigma."""
+    from .. import analyze
+
+    df = analyze.load(out)
+    parts = df["file"].map(lambda f: _RUN_NAME.match(Path(f).stem).groups())
+    df["d"] = [int(p[0]) for p in parts]
+    df["seed"] = [int(p[1]) for p in parts]
+    df["variant"] = [p[2] for p in parts]
+    df["R"] = [int(p[3]) if p[3] else 0 for p in parts]
+    dist = df["trajectory"].map(lambda tr: np.asarray(tr["dist_to_opt"]))
+    df["rate"] = [(d[-1] / d[0]) ** (1 / (len(d) - 1)) for d in dist]
+    df["sigma"] = [gd_contraction(L, mu) for L, mu in zip(df["L"], df["mu"], strict=True)]
+    return df[["d", "seed", "variant", "R", "rate", "sigma"]]
+
+
+def rate_table(df: Any) -> str:
+    """Markdown: per d and R, mean +- std of each variant's rate, and the three theory curves."""
+    variants = [v for v in RATE_STYLE if v in set(df["variant"])]
+    head = ["d", "R", "GD", *variants, "max(s, rho 2^-R)", "s + rho 2^-R", "max(s, 2^-R)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for d, sel in df.groupby("d"):
+        sigma = float(sel["sigma"].iloc[0])
+        gd = sel.loc[sel["variant"] == "gd", "rate"]
+        for r in sorted(set(sel["R"]) - {0}):
+            eps = np.sqrt(d) * 2.0**-r
+            row = [str(d), str(r), f"{gd.mean():.3f}"]
+            for v in variants:
+                x = sel.loc[(sel["variant"] == v) & (sel["R"] == r), "rate"]
+                row.append(
+                    f"{x.mean():.3f} ± {x.std(ddof=1):.3f}" if len(x) > 1 else f"{x.mean():.3f}"
+                )
+            row += [f"{max(sigma, eps):.3f}", f"{sigma + eps:.3f}", f"{max(sigma, 2.0**-r):.3f}"]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
 
 _DIABETES = flags(problem="lsq", dataset="sklearn:diabetes", scale="standard", bias=True)
 #: 2 / (L + mu) of diabetes least squares (L = 4.0242, mu = 0.008561)
