@@ -82,14 +82,16 @@ class CodeSum:
         if not cls.accepts(c):
             raise ValueError(
                 f"{what} needs a qsgd or terngrad compressor (shared bucket scales, integer "
-                f"codes), got {c.spec!r}"
-            )
+                f"codes) with fixed-width codes, got {c.spec!r}"
+                + ("; Elias-coded levels travel through allgather, sra, ring or ps" if
+                   isinstance(c, QSGD) else "")
+            )  # fmt: skip
         return cls(int(c.levels), int(c.bucket), str(c.norm), bool(c.stochastic))
 
     @staticmethod
     def accepts(c: Compressor) -> bool:
-        """Whether ``c`` can be aggregated on codes (qsgd and terngrad)."""
-        return isinstance(c, QSGD)
+        """Whether ``c`` can be aggregated on codes (qsgd and terngrad, fixed width)."""
+        return isinstance(c, QSGD) and c.fixed_size
 
     @property
     def width(self) -> int:
