@@ -1,4 +1,4 @@
-"""DQ-GD and naive quantized GD (Lin, Kostina, Hassibi, arXiv 2002.02508).
+"""DQ-GD, DQ-HB, DQ-NAG and naive quantized GD (Lin, Kostina, Hassibi, arXiv 2002.02508).
 
 Differentially quantized gradient descent sends ``R`` bits per dimension per
 iteration and still converges linearly at ``max(sigma, rho*2^-R)``, where
@@ -63,6 +63,12 @@ local gradients do not vanish at ``x*``; then the range, and the error,
 converge to a floor ``~G/(1-eps)`` and the method to a neighbourhood of
 ``x*`` of radius ``O(eta*eps*G/(1-sigma))``. The worst-case guarantee above
 is for ``P = 1`` (and identical shards); for ``P > 1`` saturation is counted.
+
+**DQ-HB / DQ-NAG** (``dqhb``, ``dqnag``, the journal version's momentum
+methods) [reconstructed]: the decoder runs heavy ball or Nesterov on
+``x_hat``; the worker quantizes ``u = grad f_p(point) - (1+beta) e_{t-1} +
+beta e_{t-2}``, which keeps ``x_hat - z = -eta*e`` with ``z`` the exact
+iterate (see :class:`DQHB`, :class:`DQNAG`).
 
 Bits: ``bits_up = floor(d*R)`` per worker per step (``+ 32`` with
 ``--send-scale``, which sends ``float32(||u||_inf)`` instead of the recursion);
