@@ -117,3 +117,17 @@ def test_run_logs_the_elias_bits(comm):
             # fixed: 48 + 4*2 + 1024/4 bytes per payload; elias: ~0.35 bits per entry
             assert up_fixed == 4 * 8 * (48 + 8 + 256) * (comm.size - 1)
             assert up_elias < 0.4 * up_fixed
+
+
+def test_sra_int_refuses_elias_and_hier_runs_it_through_sra(comm):
+    x = vector(comm.rank)
+    with pytest.raises(ValueError, match=r"fixed-width codes.*allgather, sra, ring or ps"):
+        allreduce(x, ELIAS, comm=comm, collective="sra-int", seed=5)
+    kw = {"comm": comm, "collective": "hier", "seed": 5, "node_size": 1}
+    y = allreduce(x, ELIAS, **kw)
+    assert same_on_all_ranks(comm, y)
+    if comm.size == 1:  # a single node: nothing is compressed
+        assert np.array_equal(y, x)
+    else:  # one rank per node: the inter-node phase is sra over all ranks, seed (5, 6, 0)
+        flat = allreduce(x, ELIAS, comm=comm, collective="sra", seed=(5, 6, 0))
+        assert np.array_equal(y, flat)
