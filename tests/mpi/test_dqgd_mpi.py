@@ -9,7 +9,7 @@ import pytest
 from mpi4py import MPI
 
 from ecmpi.algorithms.base import RunContext
-from ecmpi.algorithms.dqgd import DQGD, QGD
+from ecmpi.algorithms.dqgd import DQGD, DQHB, DQNAG, QGD
 from ecmpi.problems import make as make_problem
 
 DIM, KAPPA, STEPS = 20, 3.5, 30
@@ -26,10 +26,16 @@ def same_on_all_ranks(comm, arr):
     return all(b == mine for b in comm.allgather(mine))
 
 
-@pytest.mark.parametrize("cls", [DQGD, QGD])
+def hetero(comm, noise=0.5):
+    """The quadratic with per-row target noise: every rank's shard has its own minimizer."""
+    spec = f"quadratic:d={DIM},kappa={KAPPA},n={10 * DIM},noise={noise}"
+    return make_problem("quadratic", comm=comm, dataset=spec)
+
+
+@pytest.mark.parametrize("cls", [DQGD, QGD, DQHB, DQNAG])
 @pytest.mark.parametrize("bits", [5, 2.5])
 def test_identical_iterates_and_exact_bits(comm, cls, bits):
-    prob = make_problem("quadratic", comm=comm, dim=DIM, kappa=KAPPA, n=10 * DIM)
+    prob = hetero(comm)
     alg = build(cls, comm, prob, bits_per_dim=bits)
     code_bits = math.floor(DIM * bits + 1e-9)
     for t in range(STEPS):
@@ -40,12 +46,6 @@ def test_identical_iterates_and_exact_bits(comm, cls, bits):
         assert same_on_all_ranks(comm, alg.x), t
     # every rank logs the same summed saturation count and range
     assert same_on_all_ranks(comm, np.array([cost.extra["saturated"], cost.extra["range"]]))
-
-
-def hetero(comm, noise=0.5):
-    """The quadratic with per-row target noise: every rank's shard has its own minimizer."""
-    spec = f"quadratic:d={DIM},kappa={KAPPA},n={10 * DIM},noise={noise}"
-    return make_problem("quadratic", comm=comm, dataset=spec)
 
 
 def test_heterogeneous_shards_differ(comm):
