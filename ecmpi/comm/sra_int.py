@@ -10,12 +10,16 @@ The schedule of :mod:`ecmpi.comm.sra` with aggregation on codes
 2. Chunk ``j`` is quantized against ``R`` (seed ``(seed..., 5, j)`` and
    ``rank``, error feedback on the worker residual's slice ``j``) and its bare
    codes (``width`` bits per entry, no header: length, width and scales are
-   known on both ends) go to rank ``j`` in one ``Alltoallv``.
+   known on both ends) go to rank ``j`` by ``Isend`` as soon as they are
+   coded, chunk ``rank+1`` first, so a chunk travels while the next is
+   encoded (every receive is posted before the first encode).
 3. The owner adds the P code vectors as integers, and packs the sum in
    ``ceil(log2(2Ps + 1))`` bits (default) or requantizes it once to ``s``
-   levels (``requantize=True``, worker id ``P + j``).
-4. ``Allgatherv`` of the reduced chunks; every rank decodes every chunk with
-   the shared scales, so all ranks hold the same bits.
+   levels (``requantize=True``, worker id ``P + j``), and sends it to every
+   rank.
+4. Every rank decodes its own reduced chunk while the others travel, then
+   each of the others as it arrives (``Waitany``), with the shared scales, so
+   all ranks hold the same bits.
 
 Compared with ``sra`` it encodes ``n`` entries instead of ``n + n/P``, decodes
 ``n`` (plus ``n`` integer additions) instead of ``2n``, and compresses each
@@ -48,11 +52,11 @@ from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback
 from .stats import CommStats
-from .transport import allgather_bytes, alltoallv_bytes
 
 __all__ = ["agree_scales", "counts", "sra_int_allreduce"]
 
 PHASE = 5
+_TAG_SCATTER, _TAG_GATHER = 51, 52
 
 
 def counts(
@@ -169,41 +173,108 @@ def sra_int_allreduce(
             p = host
     scales = agree_scales(cs, p, bounds, comm, fail, stats)
 
-    send = []
-    with stats.timer("encode"):
-        for j, (a, b) in enumerate(bounds):
-            if a == b:
-                send.append(np.empty(0, np.uint8))
-                continue
-            h = hw[a:b] if hw is not None else None
-            send.append(encode_chunk(cs, p[a:b], h, scales[j], (*seed, PHASE, j), rank, cs.width))
-    own = packed_nbytes(lengths[rank], cs.width)
-    recv = alltoallv_bytes(send, comm, stats, [own] * size)
-
-    n_r = lengths[rank]
-    mine = np.empty(0, np.uint8)
-    if n_r and not requantize:
-        with stats.timer("decode"):
-            mine = cs.sum_wide(recv, n_r, wide)
-    elif n_r:
-        with stats.timer("decode"):
-            acc = np.zeros(n_r, dtype=np.int32)
-            for buf in recv:
-                cs.add(buf, n_r, acc, cs.width, cs.levels)
-        with stats.timer("encode"):
-            lev = cs.requantize(acc, size, (*seed, PHASE, rank), size + rank)
-            mine = cs.pack(lev, cs.width, cs.levels)
-    sizes = [packed_nbytes(m, wide) for m in lengths]
-    bufs = allgather_bytes(mine, comm, stats, sizes)
-
-    # wide: value (c - Ps) R/s; requantized: (c - s) P R/s; averaged: divided by P
     offset, mult = (cs.levels, size) if requantize else (size * cs.levels, 1)
-    div = cs.levels * (size if average else 1)
+    div = cs.levels * (size if average else 1)  # wide: (c - Ps) R/s; requantized: (c - s) PR/s
+    n_r = lengths[rank]
     out = np.empty(d, dtype=host.dtype)
-    with stats.timer("decode"):
-        for j, ((a, b), buf) in enumerate(zip(bounds, bufs)):
-            if b > a:
-                cs.decode(
-                    buf, b - a, scales[j], out[a:b], width=wide, offset=offset, mult=mult, div=div
-                )
+    link = _Exchange(comm, stats)
+    # every receive is posted first: the owner's P-1 code vectors, then the P-1 reduced chunks
+    scatter = [link.recv(i, packed_nbytes(n_r, cs.width), _TAG_SCATTER) for i in range(size)]
+    gather = [link.recv(j, packed_nbytes(m, wide), _TAG_GATHER) for j, m in enumerate(lengths)]
+    # 1. encode chunk by chunk (owners rank+1, rank+2, ...), each sent as soon as it is coded
+    own = np.empty(0, np.uint8)
+    for t in range(1, size + 1):
+        j = (rank + t) % size
+        a, b = bounds[j]
+        if a == b:
+            continue
+        with stats.timer("encode"):
+            h = hw[a:b] if hw is not None else None
+            codes = encode_chunk(cs, p[a:b], h, scales[j], (*seed, PHASE, j), rank, cs.width)
+        if j == rank:
+            own = codes
+        else:
+            link.send(codes, j, _TAG_SCATTER)
+    # 2. the owner sums its chunk's codes and sends the sum to every rank
+    if n_r:
+        recv = [own if i == rank else link.wait(scatter[i]) for i in range(size)]
+        if requantize:
+            with stats.timer("decode"):
+                acc = np.zeros(n_r, dtype=np.int32)
+                for buf in recv:
+                    cs.add(buf, n_r, acc, cs.width, cs.levels)
+            with stats.timer("encode"):
+                lev = cs.requantize(acc, size, (*seed, PHASE, rank), size + rank)
+                mine = cs.pack(lev, cs.width, cs.levels)
+        else:
+            with stats.timer("decode"):
+                mine = cs.sum_wide(recv, n_r, wide)
+        for t in range(1, size):
+            link.send(mine, (rank + t) % size, _TAG_GATHER)
+        gather[rank] = mine
+    # 3. decode each reduced chunk as it arrives (the own one while the others travel)
+    pending = [j for j in range(size) if lengths[j]]
+    while pending:
+        j = rank if rank in pending else link.wait_any(gather, pending)
+        pending.remove(j)
+        a, b = bounds[j]
+        buf = gather[j] if j == rank else link.wait(gather[j])
+        with stats.timer("decode"):
+            cs.decode(
+                buf, b - a, scales[j], out[a:b], width=wide, offset=offset, mult=mult, div=div
+            )
+    link.finish()
     return finish(out, c, "sra-int", x)
+
+
+class _Exchange:
+    """Nonblocking point-to-point messages with accounting (bare code buffers)."""
+
+    def __init__(self, comm: Any, stats: CommStats):
+        self.comm, self.stats = comm, stats
+        self.sends: list[tuple[Any, Any]] = []
+
+    def recv(self, source: int, nbytes: int, tag: int) -> Any:
+        """A posted receive of ``nbytes`` from ``source`` (None for itself or an empty chunk)."""
+        from mpi4py import MPI
+
+        if source == self.comm.rank or nbytes == 0:
+            return None
+        buf = np.empty(nbytes, np.uint8)
+        with self.stats.timer("communicate"):
+            req = self.comm.Irecv([buf, MPI.BYTE], source=source, tag=tag)
+        return (req, buf)
+
+    def send(self, buf: np.ndarray, dest: int, tag: int) -> None:
+        from mpi4py import MPI
+
+        if buf.shape[0] == 0:
+            return
+        with self.stats.timer("communicate"):
+            self.sends.append((self.comm.Isend([buf, MPI.BYTE], dest=dest, tag=tag), buf))
+            MPI.Request.Testall([r for r, _ in self.sends])  # lets earlier sends progress
+        self.stats.sent(buf.shape[0])
+
+    def wait(self, handle: Any) -> np.ndarray:
+        req, buf = handle
+        with self.stats.timer("communicate"):
+            req.Wait()
+        self.stats.received(buf.shape[0])
+        return buf
+
+    def wait_any(self, handles: list[Any], among: list[int]) -> int:
+        """The index (of ``among``) of a receive that has completed, waiting for one."""
+        from mpi4py import MPI
+
+        reqs = [handles[j][0] for j in among]
+        with self.stats.timer("communicate"):
+            k = MPI.Request.Waitany(reqs)
+        handles[among[k]] = (MPI.REQUEST_NULL, handles[among[k]][1])  # completed: wait() is free
+        return among[k]
+
+    def finish(self) -> None:
+        from mpi4py import MPI
+
+        with self.stats.timer("communicate"):
+            MPI.Request.Waitall([r for r, _ in self.sends])
+        self.sends.clear()
