@@ -64,7 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     al = np.geomspace(s["alpha"].min() / 2, 1.5, 400)
     for sign in (1, -1):  # beta = alpha +- sqrt(1 - alpha^2 omega)
         inside = 1 - al**2 * omega >= 0
-        ax.plot(al[inside], al[inside] + sign * np.sqrt(1 - al[inside] ** 2 * omega), "r--", lw=1)
+        ax.plot(
+            al[inside],
+            al[inside] + sign * np.sqrt(1 - al[inside] ** 2 * omega),
+            "r--",
+            lw=1,
+            label="alpha^2 omega + (beta - alpha)^2 = 1" if sign > 0 else None,
+        )
     ax.axvline(1 / (1 + omega), color="0.4", ls=":", lw=1, label="alpha = 1/(1+omega), beta = 1")
     ax.set(
         xscale="log",
