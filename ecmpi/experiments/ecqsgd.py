@@ -227,6 +227,7 @@ def time_runs(steps: int) -> tuple[Run, ...]:
     )
 
 
+_TIME_FIG = FigureSpec("ecq-sgd-time", x=("time", "bits"), title=f"d = {TIME_DIM:,}")
 TIME = Experiment(
     name="ecq-sgd-time",
     paper=EXPERIMENT.paper,
@@ -235,8 +236,8 @@ TIME = Experiment(
         f"(syn, {TIME_ROWS:,} rows, minibatch 32, {QUANTIZER}): time (s) is the wall time of "
         "the steps, of which the logged compress and comm times."
     ),
-    quick=Setting(runs=time_runs(20), figures=()),
-    full=Setting(runs=time_runs(100), figures=()),
+    quick=Setting(runs=time_runs(20), figures=(_TIME_FIG,)),
+    full=Setting(runs=time_runs(100), figures=(_TIME_FIG,)),
 )
 
 
