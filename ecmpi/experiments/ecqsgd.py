@@ -160,7 +160,7 @@ SWEEP_ALPHAS = (0.01, 0.04, 0.2, 1.0)
 SWEEP_BETAS = (0.5, 1.0)
 
 
-def sweep_runs(seeds: range, steps: int = 200) -> tuple[Run, ...]:
+def sweep_runs(seeds: range, steps: int = STEPS) -> tuple[Run, ...]:
     """ECQ-SGD on the isotropic set for every (alpha, beta) of the grid."""
     out = []
     for seed in seeds:
