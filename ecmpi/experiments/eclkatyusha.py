@@ -246,12 +246,17 @@ def kappa_table(out: Path) -> str:
                 r = h["rounds"].to_numpy(float)
                 all_in = bool(h["reached"].all())
                 mean, std = r.mean(), (r.std(ddof=1) if len(r) > 1 else 0.0)
-                cells.append(
-                    f"{mean:.0f} +- {std:.0f} ({len(r)})" if all_in else f">{mean:.0f} ({len(r)})"
-                )
+                if not all_in:
+                    cells.append(f">{mean:.0f} ({len(r)})")
+                elif len(r) > 1:
+                    cells.append(f"{mean:.0f} +- {std:.0f} ({len(r)})")
+                else:
+                    cells.append(f"{mean:.0f} (1)")
                 ks.append(float(h["kappa"].mean()))
                 reached.append(mean if all_in else math.nan)
                 bounds.append(mean)
+            if not ks:
+                continue
             k = np.array(ks)
             s = (_fit(k, np.array(reached)), _fit(k, np.array(bounds)))
             slopes[(data, alg)] = s
