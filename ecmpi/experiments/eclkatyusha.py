@@ -27,7 +27,7 @@ Full (:data:`DATASETS` x :data:`RELS` x :data:`METHODS` x 3 seeds, then
   (``qsgd:levels=2``), and ec-lkatyusha on minibatches of :data:`BATCH` rows
   (m = 50 per node) under TopK K = 1.
 
-Quick: the synthetic set at R = 1e-2 and 1e-3, one seed (under 2 minutes on 2 cores).
+Quick: the synthetic set at R = 1e-2 and 1e-3, one seed, at most 800 rounds (6 runs).
 ``examples/eclkatyusha_kappa.py`` runs any subset of these runs in one MPI job
 and fits the exponents.
 
