@@ -260,7 +260,10 @@ def real_runs(
 
 
 _REAL_GROUPS = ("dataset", *_GROUPS)
-_DIAB_FULL = real_runs("diabetes", (4, 6, 8), 4330, ("dqgd", "dqhb", "dqnag", *NAIVE))
+#: the naive schedule diverges on diabetes below R = 12 (its range overflows), so it is left out
+_DIAB_FULL = real_runs(
+    "diabetes", (4, 6, 8), 4330, ("dqgd", "dqhb", "dqnag", "qgd-fixed", "qgd-scale")
+)
 _LARGE_FULL = real_runs("large", (4, 8), 20, ("dqgd", "qgd-fixed", "qgd-scale"))
 REAL = Experiment(
     name="dqgd-real",
