@@ -39,6 +39,7 @@ _LAZY = {
     "RunError": "ecmpi.errors",
     "SchemaError": "ecmpi.errors",
     "SetupInterrupted": "ecmpi.errors",
+    "UnknownConstant": "ecmpi.errors",
     "UsageError": "ecmpi.errors",
 }
 

@@ -14,7 +14,6 @@ until f - f* stays below the experiment's target (last crossing).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -42,25 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     fig = Figure(figsize=(5.2, 3.8))
     ax = fig.subplots()
     ok = np.isfinite(s["final_suboptimality"]) & (s["final_suboptimality"] < start)
-    sc = ax.scatter(
-        s["alpha"][ok],
-        s["beta"][ok],
-        c=np.log10(s["final_suboptimality"][ok]),
-        s=260,
-        cmap="viridis",
-        marker="s",
-    )
+    z = np.log10(s["final_suboptimality"][ok])
+    sc = ax.scatter(s["alpha"][ok], s["beta"][ok], c=z, s=260, cmap="viridis", marker="s")
     ax.scatter(s["alpha"][~ok], s["beta"][~ok], marker="x", s=120, c="k", label="diverged")
-    for _, r in s[ok].iterrows():
-        if math.isfinite(r["rounds_to_eps"]):
-            ax.annotate(
-                f"{r['rounds_to_eps']:.0f}",
-                (r["alpha"], r["beta"]),
-                fontsize=7,
-                ha="center",
-                va="center",
-                color="w",
-            )
+    for _, r in s[ok & np.isfinite(s["rounds_to_eps"])].iterrows():
+        xy, txt = (r["alpha"], r["beta"]), f"{r['rounds_to_eps']:.0f}"
+        ax.annotate(txt, xy, fontsize=7, ha="center", va="center", color="w")
     al = np.geomspace(s["alpha"].min() / 2, 1.5, 400)
     for sign in (1, -1):  # beta = alpha +- sqrt(1 - alpha^2 omega)
         inside = 1 - al**2 * omega >= 0

@@ -21,6 +21,7 @@ OLD_PATHS = {
     "KernelCompileError": ("ecmpi._kernels",),
     "NetnsUnavailable": ("ecmpi.bench.netns",),
     "SetupInterrupted": ("ecmpi.algorithms.loop",),
+    "UnknownConstant": (),  # new with the mlp problem: only ecmpi.errors and ecmpi
 }
 BASES = {
     "SchemaError": (ValueError,),
@@ -31,6 +32,7 @@ BASES = {
     "KernelCompileError": (RuntimeError,),
     "NetnsUnavailable": (RuntimeError,),
     "SetupInterrupted": (RuntimeError,),
+    "UnknownConstant": (errors.UsageError,),
 }
 
 

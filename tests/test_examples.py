@@ -35,8 +35,14 @@ def test_short_with_a_docstring_stating_its_command(path):
     doc = ast.get_docstring(ast.parse(text))
     assert doc, f"{path.name} has no docstring"
     assert f"python examples/{path.name}" in doc, f"{path.name}: docstring without its command"
+    # the MPI job is stated: the example runs under mpiexec, or it reads the logs of an
+    # ``ecmpi reproduce`` run (which launches its ranks) shown in the docstring first
     if path.name not in SELF_LAUNCHED:
-        assert re.search(r"mpiexec -n \d+ python examples/\S+\.py", doc), path.name
+        runs = re.search(r"mpiexec -n \d+ python examples/\S+\.py", doc)
+        reads = re.search(
+            r"ecmpi reproduce \S+ .*--out (\S+)\n\s+python examples/\S+\.py --logs \1", doc
+        )
+        assert runs or reads, path.name
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=_ids(EXAMPLES))
