@@ -42,8 +42,9 @@ _EXTRA_ATTRS = ("stop_reason", "message", "f_star", "L", "mu", "started_at", "fi
 #: file name endings searched for in directories
 LOG_SUFFIXES = (".h5", ".hdf5")
 #: the algorithms that quantize by themselves while logging compressor "none", for logs
-#: written before the root attribute ``self_quantizing`` (see :func:`self_quantizing`)
-SELF_QUANTIZING = ("dqgd", "qgd")
+#: written before the root attribute ``self_quantizing`` and for frames made by hand without
+#: the column (see :func:`self_quantizing`); every registered self-quantizing driver is here
+SELF_QUANTIZING = ("dqgd", "dqhb", "dqnag", "qgd")
 
 PathSpec = str | os.PathLike
 
@@ -123,7 +124,7 @@ def self_quantizing(attrs: Mapping[str, Any]) -> bool:
     New logs say so in the optional root attribute ``self_quantizing``
     (:attr:`ecmpi.algorithms.Algorithm.self_quantizing`, stored as 0/1).
     Older logs lack it; for them the rule of the time applies: the algorithm
-    is one of :data:`SELF_QUANTIZING` (DQ-GD and QGD). This is the only place
+    is one of :data:`SELF_QUANTIZING` (DQ-GD, DQ-HB, DQ-NAG and QGD). This is the only place
     that decides it.
     """
     if "self_quantizing" in attrs:
