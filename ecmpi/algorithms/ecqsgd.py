@@ -10,7 +10,13 @@ successive steps cancel instead of adding up:
    (``--compressor qsgd:levels=s,bucket=b,norm=l2|linf``).               [paper]
 4. ``h_p <- beta*h_p + (g_p - q_p)``.                                    [paper]
 5. Exchange the packed ``q_p`` (``--collective allgather`` by default).  [paper]
-6. ``w <- w - (lr/P) * sum_p q_p``; every rank holds the same ``w``.     [paper]
+6. ``w <- w - (eta_t/P) * sum_p q_p``; every rank holds the same ``w``.  [paper]
+
+The step ``eta_t`` follows ``--schedule`` (``constant``: ``lr``; ``1/t``:
+``lr / (1 + t/t0)``; ``stagewise``), the schedules of ``sgd``
+(:func:`ecmpi.algorithms.sgd.step_size`). At a constant step the compensated
+quantization noise leaves an ``O(lr^2)`` excess over SGD's ``O(lr)`` floor
+(docs/algorithms/ecq-sgd.md); a decaying step shrinks it faster than the floor.
 
 Steps 3 and 4 are the error-feedback recursion of
 :mod:`ecmpi.compress.feedback`, computed with its functions.
@@ -28,7 +34,7 @@ logs the chosen alpha, omega and the stability quantity. Tuning: keep
 ``beta`` at most 1 (then ``alpha = auto`` is always stable).
 
 Units of ``h`` (``--residual-units``): ``grad`` (default, the paper's form
-above) accumulates gradient errors; ``step`` quantizes ``lr*g + alpha*h`` and
+above) accumulates gradient errors; ``step`` quantizes ``eta_t*g + alpha*h`` and
 applies ``w <- w - (1/P) sum q``, the convention of ``ef-sgd``
 (``p = lr*g + e``), with which ``alpha = beta = 1`` and ``ef-sgd --ef-scale
 none`` agree bit for bit. With a constant step both are the same method.
@@ -76,7 +82,15 @@ from ..compress.feedback import (
 )
 from ._validate import finite
 from .base import Algorithm, Hyper, RunContext, StepCost
-from .sgd import averaged, default_lr, finite_or_none, minibatch_gradient
+from .sgd import (
+    SCHEDULE_HYPERS,
+    averaged,
+    check_schedule,
+    default_lr,
+    finite_or_none,
+    minibatch_gradient,
+    step_size,
+)
 
 __all__ = ["ECQSGD", "alpha_option", "resolve_alpha"]
 
@@ -151,6 +165,7 @@ class ECQSGD(Algorithm):
             "entropy-coded size logged as entropy_bits_up: entropy, huffman or off",
             choices=(*CODERS, "off"),
         ),
+        *SCHEDULE_HYPERS,
     )
 
     def __init__(self, ctx: RunContext):
@@ -167,6 +182,8 @@ class ECQSGD(Algorithm):
         self.residual_units = _residual_units(p["residual_units"], p["ef_scale"])
         self.coder = p["coder"]
         self.lr = default_lr(ctx, ctx.batch_size)
+        self.params = p
+        check_schedule(self.lr, p)
         self._w = self.initial_point()
         self.h = np.zeros_like(self._w)
         self.rank = ctx.comm.Get_rank()
@@ -180,8 +197,9 @@ class ECQSGD(Algorithm):
     def step(self, t: int) -> StepCost:
         ctx = self.ctx
         g = minibatch_gradient(ctx, self._w, t)
+        eta = step_size(self.lr, t, self.params["schedule"], self.params)
         if self.residual_units == "step":
-            g = self.lr * g
+            g = eta * g
         p = compensate(g, self.h, self.alpha)
         self.feedback.reset()
         mean = averaged(ctx, p, ctx.compressor, (ctx.seed, t), self.stats, self.feedback)
@@ -190,7 +208,7 @@ class ECQSGD(Algorithm):
         if self.residual_units == "step":
             self._w -= mean
         else:
-            self._w -= self.lr * mean
+            self._w -= eta * mean
         cost = StepCost()  # bits: the loop counts them from self.stats
         if self.coder != "off":
             phase = _PHASE.get(ctx.collective, _allgather.PHASE)

@@ -57,9 +57,11 @@ __all__ = [
     "EF_SCALE_HYPER",
     "GD",
     "QSGD",
+    "SCHEDULE_HYPERS",
     "SGD",
     "averaged",
     "batch_smoothness",
+    "check_schedule",
     "default_lr",
     "finite_or_none",
     "gradient_at",
@@ -188,7 +190,21 @@ def step_size(lr: float, t: int, schedule: str, params: dict[str, Any]) -> float
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
-_SCHEDULE_HYPERS = (
+def check_schedule(lr: float, params: dict[str, Any]) -> None:
+    """Refuse a bad ``--schedule`` and its parameters before the first step.
+
+    Raises:
+        ValueError: a non-positive ``t0``/``stage_steps``/``stage_growth``/``decay``, or a
+            stagewise schedule outside :class:`StageSchedule`'s range.
+    """
+    for k in ("t0", "stage_steps", "stage_growth", "decay"):
+        positive(params[k], k)
+    if params["schedule"] == "stagewise":
+        stages(lr, params)
+
+
+#: ``--schedule`` and its parameters, for every driver whose step follows :func:`step_size`
+SCHEDULE_HYPERS = (
     Hyper("schedule", str, "constant", "step-size schedule", choices=SCHEDULES),
     Hyper("t0", float, 100.0, "1/t schedule: lr / (1 + t/t0)"),
     Hyper("stage_steps", int, 100, "stagewise: length of the first stage"),
@@ -222,10 +238,7 @@ class _AveragedGradient(Algorithm):
         self.lr = default_lr(ctx, ctx.batch_size if self.stochastic else None)
         self.params = self.resolve_params(ctx.params)
         if "schedule" in self.params:
-            for k in ("t0", "stage_steps", "stage_growth", "decay"):
-                positive(self.params[k], k)
-            if self.params["schedule"] == "stagewise":
-                stages(self.lr, self.params)  # refuse a bad schedule before the first step
+            check_schedule(self.lr, self.params)
         self._x = self.initial_point()
         # the loop owns non-finite handling (--on-nonfinite), so the full-precision path
         # must pass NaN/Inf through like the loop's copy of the user's compressor does
@@ -286,7 +299,7 @@ class SGD(_AveragedGradient):
     name: ClassVar[str] = "sgd"
     stochastic: ClassVar[bool] = True
     compressed: ClassVar[bool] = False
-    hyperparameters: ClassVar[tuple[Hyper, ...]] = _SCHEDULE_HYPERS
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = SCHEDULE_HYPERS
 
     def gradient(self, t: int) -> np.ndarray:
         return minibatch_gradient(self.ctx, self._x, t)
@@ -306,7 +319,7 @@ class EFSGD(SGD):
     name: ClassVar[str] = "ef-sgd"
     compressed: ClassVar[bool] = True
     use_compressor: ClassVar[bool] = True
-    hyperparameters: ClassVar[tuple[Hyper, ...]] = (*_SCHEDULE_HYPERS, EF_SCALE_HYPER)
+    hyperparameters: ClassVar[tuple[Hyper, ...]] = (*SCHEDULE_HYPERS, EF_SCALE_HYPER)
 
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)

@@ -66,6 +66,24 @@ def test_alpha_beta_zero_is_qsgd_bit_for_bit(comm, collective):
     _same_on_all_ranks(comm, xe[-1])
 
 
+@pytest.mark.parametrize("schedule", ["1/t", "stagewise"])
+def test_step_schedule_is_sgds(comm, schedule):
+    """ECQ-SGD steps with sgd's schedules: at alpha = beta = 0 it is qsgd on the same schedule."""
+    prob = _problem(comm)
+    sched = dict(schedule=schedule, t0=2.0, stage_steps=3)
+    ecq = get("ecq-sgd")(_ctx(comm, prob, alpha=0.0, beta=0.0, **sched))
+    qs = get("qsgd")(_ctx(comm, prob, **sched))
+    const = get("ecq-sgd")(_ctx(comm, prob, alpha=0.0, beta=0.0))
+    xe, _ = trajectory(ecq, STEPS)
+    xq, _ = trajectory(qs, STEPS)
+    xc, _ = trajectory(const, STEPS)
+    for a, b in zip(xe, xq):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(xe[-1], xc[-1])  # the schedule changed the steps
+    with pytest.raises(ValueError, match="t0"):
+        get("ecq-sgd")(_ctx(comm, prob, schedule="1/t", t0=0.0))
+
+
 class _Recording:
     """A problem proxy that records every minibatch gradient it returns."""
 
