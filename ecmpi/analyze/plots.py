@@ -133,8 +133,8 @@ def plot(
         spread: ``minmax``, ``std`` or ``none``.
         title: figure title (default: the problem and dataset).
         path: also save the figure here (``.png``, ``.pdf`` or ``.svg``).
-        y: the curve: ``suboptimality``, ``loss``, ``test_accuracy`` (linear scale; its
-            bits axis is logarithmic, the row of step 0 left out) or ``test_loss``
+        y: the curve: ``suboptimality``, ``loss``, ``test_accuracy`` (linear scale) or
+            ``test_loss``; a bits axis is logarithmic (the row of step 0 left out)
             (default: ``test_accuracy`` with ``accuracy``, else ``suboptimality``).
         accuracy: draw this held-out accuracy target as a dotted horizontal line.
 
@@ -184,7 +184,12 @@ def plot(
             labels = [f"{lab} ({Path(f).stem})" for lab, f in zip(labels, df["file"])]
         series = [(lab, [t]) for lab, t in zip(labels, df["trajectory"])]
 
-    fig = Figure(figsize=(5.0 * len(xs) + 0.5, 4.2 + 0.2 * len(series)), layout="constrained")
+    width = 5.0 * len(xs) + 0.5
+    # legend columns that fit the figure: about 0.075 in per character at "small" size
+    longest = max((len(lab) for lab, _ in series), default=10)
+    ncols = max(1, min(3, len(series) + 1, int(width // (0.075 * longest + 0.6))))
+    rows = -(-(len(series) + 1) // ncols)
+    fig = Figure(figsize=(width, 4.2 + 0.22 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(xs), squeeze=False)[0]
     for ax, name in zip(axes, xs):
@@ -204,14 +209,14 @@ def plot(
             ax.axhline(accuracy, color="0.35", ls=":", lw=1.0, label=f"target = {accuracy:g}")
         if yscale == "log":
             ax.set_yscale("log", nonpositive="mask")
-        elif name == "bits" and positive:  # accuracy: costs differ by orders of magnitude
+        if name == "bits" and positive:  # the methods' costs differ by orders of magnitude
             ax.set_xscale("log", nonpositive="mask")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(
-        handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small"
+        handles, labels, loc="outside lower center", ncols=min(ncols, len(labels)), fontsize="small"
     )
     fig.suptitle(title if title is not None else _default_title(df))
     if path is not None:
