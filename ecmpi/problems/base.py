@@ -62,6 +62,24 @@ class Problem(ABC):
         initialization)."""
         return np.zeros(self.d, dtype=self.dtype)
 
+    def _idx(self, idx: Any) -> np.ndarray:
+        """``idx`` as a flat array of this rank's row indices (integers in ``[0, n_local)``).
+
+        Raises:
+            TypeError: not integers. ValueError: empty on a rank with rows, or out of range.
+        """
+        idx = np.asarray(idx)
+        if idx.size == 0:
+            idx = idx.astype(np.intp)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"idx must hold integer row indices, got dtype {idx.dtype}")
+        idx = idx.reshape(-1)
+        if idx.size == 0 and self.n_local:
+            raise ValueError("idx is empty")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_local):
+            raise ValueError(f"idx out of range: this rank has {self.n_local} training rows")
+        return idx
+
     # -- this node's objective f_tau -------------------------------------------------
     @abstractmethod
     def local_loss(self, x: Any) -> float:

@@ -110,19 +110,6 @@ class LinearModel(Problem):
             raise ValueError(f"x must have shape ({self.d},), got {x.shape}")
         return x
 
-    def _idx(self, idx: Any) -> np.ndarray:
-        idx = np.asarray(idx)
-        if idx.size == 0:
-            idx = idx.astype(np.intp)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"idx must hold integer row indices, got dtype {idx.dtype}")
-        idx = idx.reshape(-1)
-        if idx.size == 0 and self.n_local:
-            raise ValueError("idx is empty")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_local):
-            raise ValueError(f"idx out of range: this rank has {self.n_local} rows")
-        return idx
-
     def _out(self, g: np.ndarray, out: Any) -> np.ndarray:
         if out is None:
             return g.astype(self.dtype, copy=False)

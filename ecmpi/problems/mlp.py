@@ -217,19 +217,6 @@ class MLP(Problem):
             }
         return self._device[xp][part]
 
-    def _idx(self, idx: Any) -> np.ndarray:
-        idx = np.asarray(idx)
-        if idx.size == 0:
-            idx = idx.astype(np.intp)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"idx must hold integer row indices, got dtype {idx.dtype}")
-        idx = idx.reshape(-1)
-        if idx.size == 0 and self.n_local:
-            raise ValueError("idx is empty")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_local):
-            raise ValueError(f"idx out of range: this rank has {self.n_local} training rows")
-        return idx
-
     # -- the network ------------------------------------------------------------------------
     def _forward(self, x: Any, X: Any) -> tuple[list[Any], Any]:
         """Hidden activations ``[H_0 = X, H_1, ...]`` and the logits."""
