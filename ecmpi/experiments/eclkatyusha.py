@@ -25,7 +25,10 @@ Full (:data:`DATASETS` x :data:`RELS` x :data:`METHODS` x 3 seeds, then
   last crossing of 1e-6 lies inside the log;
 - at R = 1e-4 on the synthetic set: TopK K = 2, 3 and random dithering
   (``qsgd:levels=2``), and ec-lkatyusha on minibatches of :data:`BATCH` rows
-  (m = 50 per node) under TopK K = 1.
+  (m = 50 per node) under TopK K = 1;
+- the paper's 20 workers (:func:`worker_runs`): breast_cancer at R = 1e-2 and
+  1e-3 on :data:`WORKERS` MPI ranks, one worker and one shard (28-29 rows)
+  per rank; the other runs use the ``reproduce -n`` rank count (4 by default).
 
 Quick: the synthetic set at R = 1e-2 and 1e-3, one seed, at most 800 rounds (6 runs).
 ``examples/eclkatyusha_kappa.py`` runs any subset of these runs in one MPI job
@@ -49,6 +52,7 @@ Three older studies of the same family on synthetic 400 x d logistic regression:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +71,11 @@ __all__ = [
     "SEEDS",
     "STEPS",
     "TEMPLATE",
+    "WORKERS",
     "kappa_table",
     "panel_runs",
     "sweep_runs",
+    "worker_runs",
 ]
 
 _STANDARD = {"scale": "standard", "bias": True}
@@ -146,6 +152,18 @@ def panel_runs(seeds=SEEDS, rel: float = 1e-4) -> tuple[Run, ...]:
     return tuple(out)
 
 
+#: the paper's worker count: one MPI rank per worker (mpiexec oversubscribes smaller machines)
+WORKERS = 20
+
+
+def worker_runs(seeds=SEEDS, rels=(1e-2, 1e-3), methods=METHODS) -> tuple[Run, ...]:
+    """The sweep's breast_cancer runs on :data:`WORKERS` ranks, one worker (shard) each."""
+    return tuple(
+        replace(r, name=f"{r.name}_w{WORKERS}", ranks=WORKERS)
+        for r in sweep_runs(("breast_cancer",), rels, seeds, methods)
+    )
+
+
 def _figures(datasets, rels) -> tuple[FigureSpec, ...]:
     return tuple(
         FigureSpec(
@@ -178,7 +196,7 @@ EXPERIMENT = Experiment(
         group_by=_GROUP,
     ),
     full=Setting(
-        runs=sweep_runs() + panel_runs(),
+        runs=sweep_runs() + panel_runs() + worker_runs(),
         figures=_figures(tuple(DATASETS), (1e-4,)),
         eps=EPS,
         group_by=_GROUP,
