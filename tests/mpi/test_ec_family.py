@@ -50,7 +50,7 @@ def test_identity_ec_lsvrg_equals_lsvrg(comm, snapshot):
 
     def snap(w):  # the full-precision snapshot mean is MPI_Allreduce's sum / P
         g = prob.local_grad(w)
-        if snapshot == "local" or comm.size == 1:
+        if snapshot == "local":
             return g
         total = np.empty_like(g)
         comm.Allreduce(g, total, op=MPI.SUM)
