@@ -192,10 +192,20 @@ def test_bench_allreduce_single_rank(tmp_path):
 
 # -- the registry of collectives ---------------------------------------------------------
 def test_registry_lists_the_collectives_with_stable_ids():
-    from ecmpi.comm import COLLECTIVES, Collective, allgather, hier, ps, ring, sra, sra_int
+    from ecmpi.comm import (
+        COLLECTIVES,
+        Collective,
+        allgather,
+        hier,
+        ps,
+        ring,
+        ring_int,
+        sra,
+        sra_int,
+    )
 
-    assert list(COLLECTIVES) == ["allgather", "sra", "ring", "ps", "sra-int", "hier"]
-    assert [e.id for e in COLLECTIVES.values()] == [1, 2, 3, 4, 5, 6]  # agreement ids, never reused
+    assert list(COLLECTIVES) == ["allgather", "sra", "ring", "ps", "sra-int", "hier", "ring-int"]
+    assert [e.id for e in COLLECTIVES.values()] == [1, 2, 3, 4, 5, 6, 7]  # never reused
     assert all(isinstance(e, Collective) and e.name == k for k, e in COLLECTIVES.items())
     assert COLLECTIVES["allgather"].run is allgather.allgather_allreduce
     assert COLLECTIVES["sra"].run is sra.sra_allreduce
@@ -203,6 +213,7 @@ def test_registry_lists_the_collectives_with_stable_ids():
     assert COLLECTIVES["ps"].run is ps.ps_allreduce
     assert COLLECTIVES["sra-int"].run is sra_int.sra_int_allreduce
     assert COLLECTIVES["hier"].run is hier.hier_allreduce
+    assert COLLECTIVES["ring-int"].run is ring_int.ring_int_allreduce
     assert {k: e.options for k, e in COLLECTIVES.items()} == {
         "allgather": (),
         "sra": (),
@@ -210,6 +221,7 @@ def test_registry_lists_the_collectives_with_stable_ids():
         "ps": ("root", "downlink"),
         "sra-int": ("requantize",),
         "hier": ("node_size", "requantize"),
+        "ring-int": ("segment", "requantize"),
     }
     assert all(e.counts is not None for e in COLLECTIVES.values())
 

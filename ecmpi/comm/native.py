@@ -81,7 +81,7 @@ def traffic(
         w = [wire_size(c, b - a, dtype) for a, b in chunk_bounds(d, size)]
         others = [j for j in range(size) if j != rank]
         st.sent(sum(w[j] for j in others), messages=sum(1 for j in others if w[j]))
-        st.sent((size - 1) * w[rank], messages=size - 1)
+        st.sent((size - 1) * w[rank], messages=size - 1 if w[rank] else 0)
         st.received((size - 1) * w[rank] + sum(w[j] for j in others))
     return st
 

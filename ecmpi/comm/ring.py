@@ -34,7 +34,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .._backend import array_module, from_mpi_buffer, mpi_buffer, mpi_empty
+from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import Payload
 from .common import chunk_bounds, fixed_size, wire_size
@@ -42,6 +42,7 @@ from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback, compensated_encode
 from .stats import CommStats
+from .transport import Messages
 
 __all__ = ["DEFAULT_SEGMENT", "counts", "ring_allreduce", "segments"]
 
@@ -54,58 +55,6 @@ _TAG_REDUCE, _TAG_GATHER = 21, 22
 def segments(a: int, b: int, segment: int) -> list[tuple[int, int]]:
     """``[a, b)`` cut into pieces of at most ``segment`` entries (none when empty)."""
     return [(s, min(s + segment, b)) for s in range(a, b, segment)]
-
-
-class _Link:
-    """Messages to the right neighbour and from the left one, with accounting."""
-
-    def __init__(self, comm: Any, like: Any, stats: CommStats, fixed: bool):
-        self.comm, self.like, self.stats, self.fixed = comm, like, stats, fixed
-        self.right = (comm.rank + 1) % comm.size
-        self.left = (comm.rank - 1) % comm.size
-        self.sends: list[tuple[Any, Any]] = []
-
-    def send(self, buf: Any, tag: int) -> None:
-        from mpi4py import MPI
-
-        with self.stats.timer("communicate"):
-            host = mpi_buffer(buf)
-            req = self.comm.Isend([host, MPI.BYTE], dest=self.right, tag=tag)
-            self.sends.append((req, host))  # the buffer must live until the send completes
-        self.stats.sent(buf.shape[0])
-
-    def post(self, nbytes: int, tag: int) -> Any:
-        """Start receiving ``nbytes`` (fixed sizes) or defer to :meth:`wait` (probed)."""
-        from mpi4py import MPI
-
-        if not self.fixed:
-            return (None, None, tag)
-        with self.stats.timer("communicate"):
-            buf = mpi_empty(nbytes, self.like)
-            return (self.comm.Irecv([buf, MPI.BYTE], source=self.left, tag=tag), buf, tag)
-
-    def wait(self, handle: Any) -> Any:
-        from mpi4py import MPI
-
-        req, buf, tag = handle
-        with self.stats.timer("communicate"):
-            if req is None:
-                status = MPI.Status()
-                self.comm.Probe(source=self.left, tag=tag, status=status)
-                buf = mpi_empty(status.Get_count(MPI.BYTE), self.like)
-                self.comm.Recv([buf, MPI.BYTE], source=self.left, tag=tag)
-            else:
-                req.Wait()
-            out = from_mpi_buffer(buf, self.like)
-        self.stats.received(out.shape[0])
-        return out
-
-    def finish(self) -> None:
-        from mpi4py import MPI
-
-        with self.stats.timer("communicate"):
-            MPI.Request.Waitall([r for r, _ in self.sends])
-        self.sends.clear()
 
 
 def _decode_into(c: Compressor, buf: Any, out: Any) -> None:
@@ -141,7 +90,8 @@ def ring_allreduce(
     segs = [segments(a, b, segment) for a, b in bounds]
     hw = feedback.residual("worker", d, x) if feedback is not None else None
     fixed = fixed_size(c)
-    link = _Link(comm, x, stats, fixed)
+    link = Messages(comm, stats, x)
+    right, left = (rank + 1) % size, (rank - 1) % size
     fail = Failures(comm, x, "ring")
 
     def wire(a: int, b: int) -> int:
@@ -174,14 +124,18 @@ def ring_allreduce(
     incoming: list[Any] = []
     for s in range(size - 1):
         c_out, c_in = (rank - s - 1) % size, (rank - s - 2) % size
-        posted = [link.post(wire(a, b), _TAG_REDUCE) for a, b in segs[c_in]]
+        posted = [
+            link.post(left, wire(a, b) if fixed else None, _TAG_REDUCE) for a, b in segs[c_in]
+        ]
         for k, (a, b) in enumerate(segs[c_out]):
             part = x[a:b] if s == 0 else partial(link.wait(incoming[k]), a, b)
             h = hw[a:b] if hw is not None else None
             what = "encode its input"
             if s > 0:
                 what = f"encode its partial sum of chunk {c_out} (its input included)"
-            link.send(encode(part, a, b, h, (*seed, PHASE, c_out, k), rank, what), _TAG_REDUCE)
+            link.send(
+                encode(part, a, b, h, (*seed, PHASE, c_out, k), rank, what), right, _TAG_REDUCE
+            )
         incoming = posted
 
     # 2. the owner's full sum of chunk r, encoded once more
@@ -207,9 +161,11 @@ def ring_allreduce(
 
     for t in range(size - 1):
         c_out, c_in = (rank - t) % size, (rank - t - 1) % size
-        posted = [link.post(wire(a, b), _TAG_GATHER) for a, b in segs[c_in]]
+        posted = [
+            link.post(left, wire(a, b) if fixed else None, _TAG_GATHER) for a, b in segs[c_in]
+        ]
         for buf in have[c_out]:
-            link.send(buf, _TAG_GATHER)
+            link.send(buf, right, _TAG_GATHER)
         have[c_in] = [link.wait(h) for h in posted]
         if t > 0:
             decode_chunk((rank - t + 1) % size)

@@ -52,8 +52,16 @@ from .failures import Failures
 from .registry import Counts, register
 from .residuals import CollectiveFeedback
 from .stats import CommStats
+from .transport import Messages
 
-__all__ = ["agree_scales", "counts", "sra_int_allreduce"]
+__all__ = [
+    "agree_scales",
+    "compensated_input",
+    "counts",
+    "encode_chunk",
+    "finish",
+    "sra_int_allreduce",
+]
 
 PHASE = 5
 _TAG_SCATTER, _TAG_GATHER = 51, 52
@@ -76,6 +84,18 @@ def counts(
     scales = 8.0 * (P - 1) / P * n / cs.bucket
     codes = (P - 1) * (m * cs.width + m * wide) / 8.0
     return Counts(msgs, codes + scales, n, 2.0 * n)
+
+
+def compensated_input(
+    host: np.ndarray, feedback: CollectiveFeedback | None, stats: CommStats
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(x + h, h)`` with the worker residual ``h`` (a view :func:`encode_chunk` updates),
+    or ``(x, None)`` without error feedback."""
+    if feedback is None:
+        return host, None
+    with stats.timer("encode"):
+        hw = feedback.residual("worker", host.shape[0], host)
+        return host + hw, hw
 
 
 def agree_scales(
@@ -164,23 +184,17 @@ def sra_int_allreduce(
     bounds = chunk_bounds(d, size)
     lengths = [b - a for a, b in bounds]
     fail = Failures(comm, host, "sra-int")
-    hw = None
-    with stats.timer("encode"):
-        if feedback is not None:
-            hw = feedback.residual("worker", d, host)
-            p = host + hw
-        else:
-            p = host
+    p, hw = compensated_input(host, feedback, stats)
     scales = agree_scales(cs, p, bounds, comm, fail, stats)
 
     offset, mult = (cs.levels, size) if requantize else (size * cs.levels, 1)
     div = cs.levels * (size if average else 1)  # wide: (c - Ps) R/s; requantized: (c - s) PR/s
     n_r = lengths[rank]
     out = np.empty(d, dtype=host.dtype)
-    link = _Exchange(comm, stats)
+    link = Messages(comm, stats)
     # every receive is posted first: the owner's P-1 code vectors, then the P-1 reduced chunks
-    scatter = [link.recv(i, packed_nbytes(n_r, cs.width), _TAG_SCATTER) for i in range(size)]
-    gather = [link.recv(j, packed_nbytes(m, wide), _TAG_GATHER) for j, m in enumerate(lengths)]
+    scatter = [link.post(i, packed_nbytes(n_r, cs.width), _TAG_SCATTER) for i in range(size)]
+    gather = [link.post(j, packed_nbytes(m, wide), _TAG_GATHER) for j, m in enumerate(lengths)]
     # 1. encode chunk by chunk (owners rank+1, rank+2, ...), each sent as soon as it is coded
     own = np.empty(0, np.uint8)
     for t in range(1, size + 1):
@@ -225,56 +239,3 @@ def sra_int_allreduce(
             )
     link.finish()
     return finish(out, c, "sra-int", x)
-
-
-class _Exchange:
-    """Nonblocking point-to-point messages with accounting (bare code buffers)."""
-
-    def __init__(self, comm: Any, stats: CommStats):
-        self.comm, self.stats = comm, stats
-        self.sends: list[tuple[Any, Any]] = []
-
-    def recv(self, source: int, nbytes: int, tag: int) -> Any:
-        """A posted receive of ``nbytes`` from ``source`` (None for itself or an empty chunk)."""
-        from mpi4py import MPI
-
-        if source == self.comm.rank or nbytes == 0:
-            return None
-        buf = np.empty(nbytes, np.uint8)
-        with self.stats.timer("communicate"):
-            req = self.comm.Irecv([buf, MPI.BYTE], source=source, tag=tag)
-        return (req, buf)
-
-    def send(self, buf: np.ndarray, dest: int, tag: int) -> None:
-        from mpi4py import MPI
-
-        if buf.shape[0] == 0:
-            return
-        with self.stats.timer("communicate"):
-            self.sends.append((self.comm.Isend([buf, MPI.BYTE], dest=dest, tag=tag), buf))
-            MPI.Request.Testall([r for r, _ in self.sends])  # lets earlier sends progress
-        self.stats.sent(buf.shape[0])
-
-    def wait(self, handle: Any) -> np.ndarray:
-        req, buf = handle
-        with self.stats.timer("communicate"):
-            req.Wait()
-        self.stats.received(buf.shape[0])
-        return buf
-
-    def wait_any(self, handles: list[Any], among: list[int]) -> int:
-        """The index (of ``among``) of a receive that has completed, waiting for one."""
-        from mpi4py import MPI
-
-        reqs = [handles[j][0] for j in among]
-        with self.stats.timer("communicate"):
-            k = MPI.Request.Waitany(reqs)
-        handles[among[k]] = (MPI.REQUEST_NULL, handles[among[k]][1])  # completed: wait() is free
-        return among[k]
-
-    def finish(self) -> None:
-        from mpi4py import MPI
-
-        with self.stats.timer("communicate"):
-            MPI.Request.Waitall([r for r, _ in self.sends])
-        self.sends.clear()

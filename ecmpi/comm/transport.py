@@ -5,7 +5,9 @@ directly when MPI is GPU-aware, else staged through host memory, see
 :mod:`ecmpi._backend`) and records bytes, messages and communicate time in a
 :class:`CommStats`. Buffers whose sizes are known on every rank in advance
 (fixed-size codecs) are exchanged in one call; otherwise the sizes travel
-first (the ``v`` variants of the collectives).
+first (the ``v`` variants of the collectives). :class:`Messages` holds the
+nonblocking point-to-point messages of the pipelined collectives (``sra``,
+``ring``, ``sra-int``, ``ring-int``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import array_module, from_mpi_buffer, mpi_buffer, mpi_empty
+from .._backend import from_mpi_buffer, mpi_buffer, mpi_empty
 from .stats import CommStats
 
-__all__ = ["allgather_bytes", "alltoallv_bytes", "bcast_bytes", "gather_bytes"]
+__all__ = ["Messages", "allgather_bytes", "bcast_bytes", "gather_bytes"]
 
 
 def _byte():
@@ -64,49 +66,6 @@ def allgather_bytes(
         out = _split(from_mpi_buffer(recv, buf), sizes)
     stats.sent(buf.shape[0] * (size - 1), messages=size - 1)
     stats.received(sum(sizes) - sizes[rank])
-    return out
-
-
-def alltoallv_bytes(
-    send: list[Any], comm: Any, stats: CommStats, recv_sizes: list[int] | None = None
-) -> list[Any]:
-    """Personalized exchange: rank ``j`` receives ``send[j]`` of every rank.
-
-    ``send[j]`` may have zero length. Entry ``comm.rank`` never crosses MPI:
-    the returned list holds this rank's own ``send[rank]`` at that position.
-
-    Args:
-        send: one buffer per destination rank.
-        recv_sizes: the sizes this rank will receive from each rank, if known.
-
-    Returns:
-        ``recv[i]``: the buffer rank ``i`` addressed to this rank.
-    """
-    size, rank = comm.size, comm.rank
-    if len(send) != size:
-        raise ValueError(f"alltoallv needs one buffer per rank ({size}), got {len(send)}")
-    send_sizes = [0 if j == rank else int(b.shape[0]) for j, b in enumerate(send)]
-    like = send[rank]
-    with stats.timer("communicate"):
-        if recv_sizes is None:
-            rs = np.empty(size, dtype=np.int64)
-            comm.Alltoall(np.array(send_sizes, dtype=np.int64), rs)
-            recv_sizes = [int(v) for v in rs]
-        recv_sizes = [0 if i == rank else int(v) for i, v in enumerate(recv_sizes)]
-        parts = [b for j, b in enumerate(send) if j != rank and send_sizes[j]]
-        if parts:
-            sendbuf = mpi_buffer(array_module(parts[0]).concatenate(parts))
-        else:
-            sendbuf = np.empty(0, dtype=np.uint8)
-        recv = mpi_empty(sum(recv_sizes), like)
-        comm.Alltoallv(
-            [sendbuf, (send_sizes, _offsets(send_sizes)), _byte()],
-            [recv, (recv_sizes, _offsets(recv_sizes)), _byte()],
-        )
-        out = _split(from_mpi_buffer(recv, like), recv_sizes)
-    out[rank] = send[rank]
-    stats.sent(sum(send_sizes), messages=sum(1 for s in send_sizes if s))
-    stats.received(sum(recv_sizes))
     return out
 
 
@@ -165,3 +124,85 @@ def bcast_bytes(buf: Any, comm: Any, root: int, stats: CommStats, like: Any = No
         stats.received(nbytes)
         stats.bytes_down += nbytes
     return out
+
+
+class Messages:
+    """Nonblocking point-to-point byte messages with accounting.
+
+    Receives are posted early (:meth:`post`, known sizes) and completed later
+    (:meth:`wait`, :meth:`wait_any`), so a collective encodes or decodes while
+    its messages travel; a receive of unknown size is probed when waited on.
+    Sends (:meth:`send`) stay in flight until :meth:`finish`, which keeps their
+    buffers alive. Time inside MPI calls is the ``communicate`` phase.
+
+    Args:
+        comm: the (library-owned) communicator.
+        stats: where bytes, messages and time are recorded.
+        like: an array on the backend received buffers belong to (default NumPy).
+    """
+
+    def __init__(self, comm: Any, stats: CommStats, like: Any = None):
+        self.comm, self.stats, self.like = comm, stats, like
+        self.sends: list[tuple[Any, Any]] = []
+
+    def post(self, source: int, nbytes: int | None, tag: int) -> Any:
+        """A receive from ``source``: posted now for ``nbytes`` bytes, probed at :meth:`wait`
+        when None. Returns a handle (None for this rank itself or zero bytes)."""
+        from mpi4py import MPI
+
+        if source == self.comm.rank or nbytes == 0:
+            return None
+        if nbytes is None:
+            return (None, None, source, tag)
+        with self.stats.timer("communicate"):
+            buf = mpi_empty(nbytes, self.like)
+            return (self.comm.Irecv([buf, MPI.BYTE], source=source, tag=tag), buf, source, tag)
+
+    def send(self, buf: Any, dest: int, tag: int) -> None:
+        """Start sending ``buf`` to ``dest`` (nothing for an empty buffer)."""
+        from mpi4py import MPI
+
+        if buf.shape[0] == 0:
+            return
+        with self.stats.timer("communicate"):
+            host = mpi_buffer(buf)
+            self.sends.append((self.comm.Isend([host, MPI.BYTE], dest=dest, tag=tag), host))
+            MPI.Request.Testall([r for r, _ in self.sends])  # lets earlier sends progress
+        self.stats.sent(buf.shape[0])
+
+    def wait(self, handle: Any) -> Any:
+        """The received bytes of ``handle`` (on the backend of ``like``)."""
+        from mpi4py import MPI
+
+        req, buf, source, tag = handle
+        with self.stats.timer("communicate"):
+            if req is None:
+                status = MPI.Status()
+                self.comm.Probe(source=source, tag=tag, status=status)
+                buf = mpi_empty(status.Get_count(MPI.BYTE), self.like)
+                self.comm.Recv([buf, MPI.BYTE], source=source, tag=tag)
+            else:
+                req.Wait()
+            out = from_mpi_buffer(buf, self.like)
+        self.stats.received(out.shape[0])
+        return out
+
+    def wait_any(self, handles: list[Any], among: list[int]) -> int:
+        """The index (one of ``among``) of a posted receive that has completed, waiting for
+        one; its :meth:`wait` is then free."""
+        from mpi4py import MPI
+
+        reqs = [handles[j][0] for j in among]
+        with self.stats.timer("communicate"):
+            k = MPI.Request.Waitany(reqs)
+        _, buf, source, tag = handles[among[k]]
+        handles[among[k]] = (MPI.REQUEST_NULL, buf, source, tag)
+        return among[k]
+
+    def finish(self) -> None:
+        """Wait until every send has completed."""
+        from mpi4py import MPI
+
+        with self.stats.timer("communicate"):
+            MPI.Request.Waitall([r for r, _ in self.sends])
+        self.sends.clear()

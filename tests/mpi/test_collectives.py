@@ -274,16 +274,31 @@ def test_variable_size_path_gives_the_same_bits(comm, collective):
 
 
 def test_transport_with_rank_dependent_sizes(comm):
-    from ecmpi.comm.transport import allgather_bytes, alltoallv_bytes, bcast_bytes, gather_bytes
+    from ecmpi.comm.transport import Messages, allgather_bytes, bcast_bytes, gather_bytes
 
     st = CommStats()
     P, r = comm.size, comm.rank
     mine = np.full(r + 1, r, dtype=np.uint8)
     got = allgather_bytes(mine, comm, st)
     assert [b.tolist() for b in got] == [[i] * (i + 1) for i in range(P)]
-    send = [np.full(r + j, 10 * r + j, np.uint8) for j in range(P)]
-    got = alltoallv_bytes(send, comm, st)
-    assert [b.tolist() for b in got] == [[10 * i + r] * (i + r) for i in range(P)]
+    # point to point: receives posted with their sizes, or probed when waited on
+    link = Messages(comm, st)
+    posted = [link.post(i, i + r + 1, 7) for i in range(P)]
+    probed = [link.post(i, None, 8) for i in range(P)]
+    assert posted[r] is None and probed[r] is None
+    before = st.bytes_sent
+    for j in (j for j in range(P) if j != r):
+        for tag in (7, 8):
+            link.send(np.full(r + j + 1, 10 * r + j, np.uint8), j, tag)
+    assert st.bytes_sent - before == 2 * sum(r + j + 1 for j in range(P) if j != r)
+    others = [i for i in range(P) if i != r]
+    while others:
+        i = link.wait_any(posted, others)
+        others.remove(i)
+        assert link.wait(posted[i]).tolist() == [10 * i + r] * (i + r + 1)
+        assert link.wait(probed[i]).tolist() == [10 * i + r] * (i + r + 1)
+    link.finish()
+    assert not link.sends
     root = P - 1
     got = gather_bytes(mine, comm, root, st)
     if r == root:

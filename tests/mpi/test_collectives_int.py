@@ -1,4 +1,5 @@
-"""``sra-int``: aggregation on integer codes under shared scales, for any number of ranks."""
+"""``sra-int`` and ``ring-int``: aggregation on integer codes under shared scales, for any
+number of ranks."""
 
 from __future__ import annotations
 
@@ -146,3 +147,59 @@ def test_cupy_input_is_staged_through_the_host(comm):
     assert isinstance(y, cupy.ndarray)
     assert np.array_equal(y.get(), allreduce(x, "qsgd:levels=1", comm=comm,
                                              collective="sra-int", seed=4))  # fmt: skip
+
+
+# -- ring-int: the same codes and sums around a ring ---------------------------------------
+@pytest.mark.parametrize("spec", [*SPECS, "qsgd:bits=2"])
+@pytest.mark.parametrize("requantize", [False, True])
+def test_ring_int_returns_sra_ints_bits(comm, spec, requantize):
+    """Same quantization seeds, the integer sum is exact, the same requantization draws:
+    ring-int's result and residual equal sra-int's bit for bit, whatever the segments."""
+    for d, segment in ((1, 8), (3, 8), (4099, 8), (4099, 1000), (20011, 1 << 18)):
+        x = vector(comm.rank, d, salt=13)
+        fa, fb = CollectiveFeedback(), CollectiveFeedback()
+        for step in range(2):
+            kw = dict(comm=comm, seed=(5, step), requantize=requantize, average=True)
+            a = allreduce(x, spec, collective="sra-int", feedback=fa, **kw)
+            b = allreduce(x, spec, collective="ring-int", feedback=fb, segment=segment, **kw)
+            assert np.array_equal(a, b) and same_on_all_ranks(comm, b)
+            assert np.array_equal(fa.worker, fb.worker)
+
+
+@pytest.mark.parametrize("requantize", [False, True])
+def test_ring_int_bytes_are_the_scales_and_the_widening_sums(comm, requantize):
+    """Hop s carries chunk r-s-1 as a sum of s+1 codes (W(s+1) bits), the gather the
+    reduced chunks (W(P), or W(1) requantized), plus sra-int's scales; counts() agrees."""
+    from ecmpi.comm.ring_int import counts
+
+    P, r, d = comm.size, comm.rank, 1001
+    c = ecmpi.compressor("qsgd:levels=1,bucket=16")
+    cs = CodeSum.of(c)
+    st = CommStats()
+    allreduce(vector(r, d), c, comm=comm, collective="ring-int", stats=st, requantize=requantize)
+    lengths = [b - a for a, b in chunk_bounds(d, P)]
+    wide = cs.width if requantize else cs.sum_width(P)
+    nb = [-(-m // cs.bucket) for m in lengths]
+    hops = sum(packed_nbytes(lengths[(r - s - 1) % P], cs.sum_width(s + 1)) for s in range(P - 1))
+    gather = sum(packed_nbytes(lengths[(r - t) % P], wide) for t in range(P - 1))
+    scales = 4 * (sum(nb) - nb[r]) + (P - 1) * 4 * nb[r]
+    assert st.last.bytes_sent == (hops + gather + scales if P > 1 else 0)
+    assert comm.allreduce(st.last.bytes_received) == comm.allreduce(st.last.bytes_sent)
+    model = counts(d, P, c.wire_nbytes, spec=c.spec, requantize=requantize).bytes if P > 1 else 0
+    assert abs(model - st.last.bytes_sent) <= 2 * P + 0.05 * st.last.bytes_sent
+
+
+def test_ring_int_errors_on_every_rank(comm):
+    x = vector(comm.rank, 100)
+    bad = x.copy()
+    if comm.rank == 0:
+        bad[3] = np.inf
+    with pytest.raises(ValueError, match="rank 0 could not encode its input"):
+        allreduce(bad, "qsgd:levels=1", comm=comm, collective="ring-int")
+    with pytest.raises(ValueError, match="needs a qsgd or terngrad"):
+        allreduce(x, "topk:ratio=0.1", comm=comm, collective="ring-int")
+    if comm.size > 1:
+        with pytest.raises(ValueError, match="use sra-int"):
+            allreduce(x, "qsgd:levels=20000", comm=comm, collective="ring-int", requantize=True)
+    y = allreduce(x, "qsgd:levels=1", comm=comm, collective="ring-int")  # nothing left queued
+    assert same_on_all_ranks(comm, y)
