@@ -51,6 +51,13 @@ def test_same_bytes_as_the_reference(spec, n):
     for buf in bufs:
         cs.add(buf, n, acc, cs.width, cs.levels)
     assert np.array_equal(cs.pack(acc, wide, 3 * cs.levels), a)
+    # a ring hop: the sum of two codes, then of three, equals the wide sum
+    if cs.sum_width(3) <= 16:
+        w2 = cs.sum_width(2)
+        two = both(lambda: cs.add_pack(bufs[0], cs.width, bufs[1], cs.width, n, w2))
+        assert np.array_equal(*two)
+        three = both(lambda: cs.add_pack(two[0], w2, bufs[2], cs.width, n, wide))
+        assert np.array_equal(*three) and np.array_equal(three[0], a)
 
 
 def test_requantize_is_unbiased():

@@ -176,6 +176,8 @@ def test_bench_allreduce_single_rank(tmp_path):
             "sra,ps",
             "--iters",
             "1",
+            "--pairs",
+            "3",
             "--out",
             str(out),
         ]
@@ -188,6 +190,10 @@ def test_bench_allreduce_single_rank(tmp_path):
         assert r["algbw_GBps"] == pytest.approx(4096 / r["seconds"] / 1e9)
         assert r["busbw_GBps"] == 0  # nccl-tests: busbw = algbw * 2(P-1)/P
     assert rows[1]["bytes_sent"] == 0  # one rank sends nothing
+    for r in rows[1:]:  # alternating calls: a median ratio within its range
+        assert r["pairs"] == 3
+        assert 0 < r["speedup_paired_min"] <= r["speedup_paired"] <= r["speedup_paired_max"]
+    assert "speedup_paired" not in rows[0]
 
 
 # -- the registry of collectives ---------------------------------------------------------

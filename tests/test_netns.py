@@ -179,14 +179,15 @@ def test_bench_link_bytes_against_commstats(tmp_path):
     n, P = 1 << 18, 2
     cmd = [sys.executable, "-m", "ecmpi", "bench", "allreduce", "--emulate", "1gbit"]
     cmd += ["--ranks", str(P), "--sizes", "1M", "--collectives", "allgather,sra,ring"]
-    cmd += ["--compressor", "none", "--compressor", "qsgd:bits=2", "--iters", "2"]
+    cmd += ["--compressor", "none", "--compressor", "qsgd:bits=2", "--iters", "2", "--pairs", "1"]
     proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MPI_Allreduce" in proc.stdout
+    assert "MPI_Allreduce" in proc.stdout and "paired speedup" in proc.stdout
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 + 2 * 3
     for r in rows:
         assert r["n"] == n and r["P"] == P and r["iters"] == 2
+        assert (r["algorithm"] == "MPI_Allreduce") != (r.get("pairs") == 1)
         if r["algorithm"] == "MPI_Allreduce":
             expect = 2 * (P - 1) / P * 4 * n
         else:

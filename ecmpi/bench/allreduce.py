@@ -139,6 +139,45 @@ def _time(comm: Any, fn: Any, iters: int, warmup: int) -> float:
     return comm.allreduce(elapsed, op=MPI.MAX)
 
 
+def paired_speedup(comm: Any, base: Any, fn: Any, pairs: int, start: int = 0) -> dict[str, float]:
+    """``base``'s time over ``fn``'s, from ``pairs`` alternating calls ``base, fn, base, fn ..``
+    each timed alone between barriers (the slowest rank's): a drift of a shared machine
+    slows both calls of a pair alike, which back-to-back means of each cannot tell apart.
+
+    Returns:
+        ``speedup_paired`` (the median of the per-pair ratios), ``speedup_paired_min`` and
+        ``speedup_paired_max``, and ``pairs``.
+    """
+    from mpi4py import MPI
+
+    ratios = []
+    for i in range(pairs):
+        t = []
+        for f in (base, fn):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            f(start + i)
+            t.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
+        ratios.append(t[0] / t[1])
+    return {
+        "speedup_paired": float(np.median(ratios)),
+        "speedup_paired_min": float(min(ratios)),
+        "speedup_paired_max": float(max(ratios)),
+        "pairs": pairs,
+    }
+
+
+def format_paired(rows: list[dict[str, Any]]) -> str:
+    """Lines of the paired speedups (rows that have them)."""
+    return "\n".join(
+        f"  {_fmt_size(r['size'])} {r['algorithm']} {r['compressor']}: "
+        f"{r['speedup_paired']:.3f} (min {r['speedup_paired_min']:.3f}, "
+        f"max {r['speedup_paired_max']:.3f}, {r['pairs']} pairs)"
+        for r in rows
+        if "speedup_paired" in r
+    )
+
+
 def bench(
     comm: Any,
     sizes: list[int],
@@ -149,8 +188,10 @@ def bench(
     warmup: int = 1,
     feedback: bool = False,
     check: bool = False,
+    pairs: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per (size, method); the same rows on every rank."""
+    """One row per (size, method); the same rows on every rank (with ``pairs``, each
+    compressed row also has :func:`paired_speedup`'s keys)."""
     from mpi4py import MPI
 
     import ecmpi
@@ -216,11 +257,16 @@ def bench(
 
                 t = _time(comm, call, iters, warmup)
                 sent = comm.allreduce(st.last.bytes_sent, op=MPI.MAX)
+                paired = paired_speedup(comm, mpi_call, call, pairs) if pairs else {}
                 y = ecmpi.allreduce(
                     x, c, comm=comm, collective=name, average=True, seed=(1, 0), check=False
                 )
                 rows.append(
-                    {**row(name, spec, t, sent, st), "rel_error": relative_error(y, out, P)}
+                    {
+                        **row(name, spec, t, sent, st),
+                        "rel_error": relative_error(y, out, P),
+                        **paired,
+                    }
                 )
     return rows
 
@@ -269,6 +315,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first")
     parser.add_argument("--feedback", action="store_true", help="with error feedback")
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="also time N alternating MPI_Allreduce / method calls and report the median "
+        "ratio (robust to a drifting machine; decides small differences such as `none`)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="include the cross-rank argument check in every call"
     )
     parser.add_argument("--out", default=None, help="write the rows as JSON to this file")
@@ -304,8 +357,8 @@ def main(args: argparse.Namespace) -> int:
     comm = MPI.COMM_WORLD
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     collectives = parse_collectives(args, DEFAULT_COLLECTIVES)
-    if args.iters < 1 or args.warmup < 0:
-        raise ValueError("--iters must be >= 1 and --warmup >= 0")
+    if args.iters < 1 or args.warmup < 0 or args.pairs < 0:
+        raise ValueError("--iters must be >= 1, --warmup and --pairs >= 0")
     specs = list(args.compressor or DEFAULT_COMPRESSORS)
     rows = bench(
         comm,
@@ -316,10 +369,14 @@ def main(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         feedback=args.feedback,
         check=args.check,
+        pairs=args.pairs,
     )
     if comm.rank == 0:
         print(f"ecmpi bench allreduce: P={comm.size}, {MPI.Get_library_version().splitlines()[0]}")
         print(format_table(rows))
+        if args.pairs:
+            print("paired speedup over MPI_Allreduce (median of alternating calls):")
+            print(format_paired(rows))
         if args.out:
             doc = {
                 "benchmark": "allreduce",

@@ -6,6 +6,8 @@ for each vector size and method (``MPI_Allreduce`` of float32, then every
 collective x compressor through :func:`ecmpi.allreduce`):
 
 - ``seconds``: mean wall time per call over ``iters`` calls, the slowest rank's;
+- ``speedup_paired`` (with ``pairs``): :func:`ecmpi.bench.allreduce.paired_speedup`,
+  the median ratio over alternating ``MPI_Allreduce`` / method calls;
 - ``encode/communicate/decode_seconds``: the :class:`ecmpi.CommStats` phases
   per call, the slowest rank's;
 - ``bytes_sent``/``bytes_received``: payload bytes per rank per call from
@@ -41,7 +43,9 @@ from ..comm.registry import COLLECTIVES
 from .allreduce import (
     DEFAULT_COMPRESSORS,
     collectives_option,
+    format_paired,
     format_table,
+    paired_speedup,
     parse_collectives,
     parse_size,
     relative_error,
@@ -171,6 +175,8 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                     )
 
                 t, link = _measure(comm, call, iters, warmup, links)
+                pairs = int(config.get("pairs") or 0)
+                paired = paired_speedup(comm, mpi_call, call, pairs) if pairs else {}
                 y = ecmpi.allreduce(
                     x, c, comm=comm, collective=name, average=True, seed=(1, 0), check=False
                 )
@@ -192,6 +198,7 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                         "rel_error": relative_error(y, out, P),
                         **per,
                         **link,
+                        **paired,
                     }
                 )
                 if comm.rank == 0 and config.get("progress"):
@@ -222,6 +229,7 @@ def run_emulated(
     progress: bool = False,
     algorithms: Sequence[str] | None = None,
     node_size: int = 1,
+    pairs: int = 0,
 ) -> list[dict[str, Any]]:
     """Create an emulated cluster of ``nranks`` links at ``rate``, run :func:`worker`, tear down.
 
@@ -238,6 +246,7 @@ def run_emulated(
         algorithms: deprecated alias of ``collectives`` (DeprecationWarning; both: TypeError).
         node_size: ranks per emulated node (sharing one namespace and link; see
             :class:`ecmpi.bench.netns.EmulatedCluster`).
+        pairs: alternating MPI_Allreduce / method calls per row for ``speedup_paired``.
 
     Returns:
         One dict per (size, method), see the module docstring; each row also
@@ -275,6 +284,7 @@ def run_emulated(
             "rate": rate,
             "links": cluster.describe(),
             "progress": progress,
+            "pairs": pairs,
         }
         cfg, out = os.path.join(tmp, "config.json"), os.path.join(tmp, "rows.json")
         with open(cfg, "w") as fh:
@@ -307,6 +317,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--node-size", type=int, default=1, help="ranks per emulated node (one link per node)"
     )
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="alternating MPI_Allreduce / method calls per row"
+    )
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
 
@@ -327,6 +340,8 @@ def main(args: argparse.Namespace) -> int:
     specs = list(args.compressor or DEFAULT_COMPRESSORS)
     if args.iters is not None and args.iters < 1:
         raise ValueError("--iters must be >= 1")
+    if getattr(args, "pairs", 0) < 0:
+        raise ValueError("--pairs must be >= 0")
     node_size = getattr(args, "node_size", 1) or 1
     rows = run_emulated(
         args.ranks,
@@ -336,11 +351,15 @@ def main(args: argparse.Namespace) -> int:
         collectives=collectives,
         iters=args.iters,
         node_size=node_size,
+        pairs=getattr(args, "pairs", 0),
     )
     for r in rows:
         r["node_size"] = node_size
     print(f"ecmpi bench allreduce --emulate {args.rate}: P={args.ranks}, {node_size} per node")
     print(format_table([{**r, "ratio": 1 / r["speedup"], **_bw(r)} for r in rows]))
+    if any("speedup_paired" in r for r in rows):
+        print("paired speedup over MPI_Allreduce (median of alternating calls):")
+        print(format_paired(rows))
     print("link bytes per call (busiest link, each way):")
     for r in rows:
         print(
@@ -368,6 +387,7 @@ def main_allreduce(args: argparse.Namespace) -> int:
         out=args.out,
         worker=None,
         node_size=getattr(args, "node_size", 1),
+        pairs=getattr(args, "pairs", 0),
     )
     return main(ns)
 

@@ -7,6 +7,8 @@
   same scales.
 - :func:`add_codes`: ``acc += unpack(codes) - offset`` (int32), tile by tile.
 - :func:`pack_sum`: ``pack(acc + offset)`` at a given width.
+- :func:`add_pack`: ``pack(unpack(a) + unpack(b))`` from and to widths up to 8,
+  eight entries (one word per operand) at a time.
 - :func:`decode_codes`: ``out (+)= (unpack(codes) - offset) * weight_k``.
 """
 
@@ -32,7 +34,7 @@ from ..compress._fused_numba import (
     _unpack_tile,
 )
 
-__all__ = ["add_codes", "bucket_scales", "decode_codes", "encode_shared", "pack_sum"]
+__all__ = ["add_codes", "add_pack", "bucket_scales", "decode_codes", "encode_shared", "pack_sum"]
 
 _opts = {"cache": True, "error_model": "numpy"}
 
@@ -131,6 +133,37 @@ def pack_sum(acc, offset, width, codes):
         _pack_sum(acc, offset, width, codes, np.zeros(TILE + 8, dtype=np.uint8))
     else:
         _pack_sum(acc, offset, width, codes, np.zeros(TILE + 8, dtype=np.uint16))
+
+
+@njit(**_opts)
+def _load(buf, lo, nbytes):
+    """``nbytes`` bytes of ``buf`` from ``lo`` as a little-endian uint64 (zeros past the end)."""
+    v = np.uint64(0)
+    for k in range(nbytes):
+        if lo + k < buf.shape[0]:
+            v |= np.uint64(buf[lo + k]) << np.uint64(8 * k)
+    return v
+
+
+@njit(**_opts)
+def add_pack(a, wa, b, wb, n, wo, out):
+    """``out = pack(unpack(a, wa) + unpack(b, wb), wo)`` for widths up to 8: eight entries
+    fill ``w`` bytes at width ``w``, so each group of eight is one uint64 per operand
+    (every sum below ``2^wo``)."""
+    ma = np.uint64((1 << wa) - 1)
+    mb = np.uint64((1 << wb) - 1)
+    nout = out.shape[0]
+    for g in range((n + 7) // 8):
+        va = _load(a, g * wa, wa)
+        vb = _load(b, g * wb, wb)
+        s = np.uint64(0)
+        for q in range(8):
+            x = ((va >> np.uint64(q * wa)) & ma) + ((vb >> np.uint64(q * wb)) & mb)
+            s |= x << np.uint64(q * wo)
+        for k in range(wo):
+            j = g * wo + k
+            if j < nout:
+                out[j] = np.uint8((s >> np.uint64(8 * k)) & np.uint64(0xFF))
 
 
 @njit(**_opts)

@@ -163,6 +163,18 @@ class CodeSum:
             self.add(buf, n, acc, self.width, 0)
         return self.pack(acc, width, 0)
 
+    def add_pack(self, a: Any, wa: int, b: Any, wb: int, n: int, width: int) -> np.ndarray:
+        """``pack(unpack(a, wa) + unpack(b, wb), width)``: two sums of codes (unsigned)
+        added into one, the step of a ring hop."""
+        out = np.empty(packed_nbytes(n, width), dtype=np.uint8)
+        if _fused.enabled() and max(wa, wb, width) <= 8:
+            _kernels().add_pack(np.asarray(a), wa, np.asarray(b), wb, n, width, out)
+            return out
+        acc = np.zeros(n, dtype=np.int32)
+        self.add(a, n, acc, wa, 0)
+        self.add(b, n, acc, wb, 0)
+        return self.pack(acc, width, 0)
+
     def pack(self, acc: np.ndarray, width: int, offset: int) -> np.ndarray:
         """``pack(acc + offset)`` in ``width`` bits."""
         out = np.empty(packed_nbytes(acc.shape[0], width), dtype=np.uint8)

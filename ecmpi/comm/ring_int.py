@@ -162,34 +162,33 @@ def ring_int_allreduce(
         for k, (a, b) in enumerate(segs[c_out]):
             codes = _piece(mine, start, a, b, cs.width)
             if s > 0:
+                got = link.wait(incoming[k])
                 with stats.timer("decode"):
-                    acc = np.zeros(b - a, dtype=np.int32)
-                    cs.add(link.wait(incoming[k]), b - a, acc, cs.sum_width(s), 0)
-                    cs.add(codes, b - a, acc, cs.width, 0)
-                    codes = cs.pack(acc, width, 0)
+                    codes = cs.add_pack(got, cs.sum_width(s), codes, cs.width, b - a, width)
             link.send(codes, right, _TAG_REDUCE)
         incoming = posted
         mine = own(c_in)  # encoded while this hop's segments travel
 
     # 2. the owner's sum of chunk r: S + P s, sent wide or requantized once
     ra, rb = bounds[rank]
+    w_sum = cs.sum_width(size)
     have: dict[int, np.ndarray] = {}
     if rb > ra:
-        with stats.timer("decode"):
-            acc = np.zeros(rb - ra, dtype=np.int32)
-            for k, (a, b) in enumerate(segs[rank]):
-                part = acc[a - ra : b - ra]
+        pieces = []
+        for k, (a, b) in enumerate(segs[rank]):
+            codes = _piece(mine, ra, a, b, cs.width)
+            got = link.wait(incoming[k]) if size > 1 else None
+            with stats.timer("decode"):
                 if size > 1:
-                    cs.add(link.wait(incoming[k]), b - a, part, cs.sum_width(size - 1), 0)
-                cs.add(_piece(mine, ra, a, b, cs.width), b - a, part, cs.width, 0)
+                    codes = cs.add_pack(got, cs.sum_width(size - 1), codes, cs.width, b - a, w_sum)
+                pieces.append(codes)
+        have[rank] = np.concatenate(pieces)
         if requantize:
             with stats.timer("encode"):
-                acc -= size * cs.levels
+                acc = np.zeros(rb - ra, dtype=np.int32)
+                cs.add(have[rank], rb - ra, acc, w_sum, size * cs.levels)
                 lev = cs.requantize(acc, size, (*seed, PHASE, rank), size + rank)
                 have[rank] = cs.pack(lev, cs.width, cs.levels)
-        else:
-            with stats.timer("encode"):
-                have[rank] = cs.pack(acc, wide, 0)
 
     # 3. allgather: forward the reduced chunks, decode one while the next moves
     offset, mult = (cs.levels, size) if requantize else (size * cs.levels, 1)
