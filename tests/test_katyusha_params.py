@@ -109,3 +109,19 @@ def test_reproduction_follows_the_template():
     )
     assert all(o["x0"] == "star+1" and o["target"] < EPS for o in opts)
     assert full.eps == EPS == 1e-6 and full.ranks == 4
+
+
+def test_extrapolated_rounds_solve_the_last_linear_rate():
+    """f - f* = 2 exp(-t/500) after a slower start: the second half's fit gives
+    t = 500 ln(2/eps) exactly; a flat or rising tail gives inf."""
+    from ecmpi.experiments.eclkatyusha import extrapolated_rounds
+
+    t = np.arange(0, 4001, 10)
+    f = np.where(t < 1000, 2 * np.exp(-t / 500) * (1 + t / 100), 2 * np.exp(-t / 500))
+    eps = 1e-6
+    assert extrapolated_rounds({"step": t, "suboptimality": f}, eps) == pytest.approx(
+        500 * np.log(2 / eps), rel=1e-9
+    )
+    flat = {"step": t, "suboptimality": np.full(t.shape, 1e-3)}
+    assert extrapolated_rounds(flat, eps) == np.inf
+    assert extrapolated_rounds({"step": t[:1], "suboptimality": f[:1]}, eps) == np.inf

@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,8 +73,10 @@ __all__ = [
     "STEPS",
     "TEMPLATE",
     "WORKERS",
+    "extrapolated_rounds",
     "kappa_table",
     "panel_runs",
+    "panel_table",
     "sweep_runs",
     "worker_runs",
 ]
@@ -141,9 +144,10 @@ def sweep_runs(
 
 
 def panel_runs(seeds=SEEDS, rel: float = 1e-4) -> tuple[Run, ...]:
-    """R = 1e-4 on the synthetic set: other compressors, and ec-lkatyusha on minibatches."""
+    """R = 1e-4 on the synthetic set: other compressors (ec-lsvrg-diana on minibatches, as
+    in the sweep), and ec-lkatyusha on minibatches."""
     out = [
-        _run(a, "synthetic", rel, s, comp=c)
+        _run(a, "synthetic", rel, s, comp=c, batch=BATCH if a == "ec-lsvrg-diana" else 0)
         for c in ("topk:k=2", "topk:k=3", "qsgd:levels=2,bucket=512")
         for a in METHODS
         for s in seeds
@@ -213,21 +217,32 @@ def _fit(kappa: np.ndarray, rounds: np.ndarray) -> float:
     return float(np.polyfit(np.log(kappa[ok]), np.log(rounds[ok]), 1)[0])
 
 
-def kappa_table(out: Path) -> str:
-    """Rounds to eps against kappa for the sweep's logs under ``out``: table and figures.
+def extrapolated_rounds(traj: dict[str, np.ndarray], eps: float = EPS) -> float:
+    """Rounds to ``eps`` of a run that stopped above it, from its last linear rate:
+    ``log(f - f*) = a + b t`` fitted over the second half of its steps, solved for
+    ``eps`` (inf when the fitted line does not decrease). An extrapolation, not a
+    measurement: the tables mark it ``~N``."""
+    t, f = np.asarray(traj["step"], float), np.asarray(traj["suboptimality"], float)
+    ok = np.isfinite(f) & (f > 0)
+    t, f = t[ok], f[ok]
+    half = t >= t[-1] / 2 if len(t) else t
+    if half.sum() < 2:
+        return math.inf
+    b, a = np.polyfit(t[half], np.log(f[half]), 1)
+    flat = b * (t[-1] - t[half][0]) > -1e-9  # not even a 1e-9 relative decrease fitted
+    return math.inf if flat else float((math.log(eps) - a) / b)
 
-    Rounds are :func:`ecmpi.analyze.summary`'s (the last crossing of :data:`EPS`);
-    a run that never gets there counts as its last step, a lower bound, shown
-    ``>N``. Per method and data set, ``log(rounds) = a + slope log(kappa)`` is
-    fitted by least squares over the seeds' means at the kappas where every seed
-    reached eps ("reached") and over every kappa with the lower bounds in place
-    ("with bounds"; where the last points are bounds the true slope is at least
-    this). Writes ``out/kappa.md``, ``out/kappa_<data set>.png`` and f - f* against
-    rounds and bits per worker, ``out/curves_<data set>_R<R>.png`` (mean and
-    min-max over seeds); returns the table. Runs that did not complete are left out.
-    """
-    from matplotlib.figure import Figure
 
+_LEGEND = (
+    f"Rounds to f - f* <= {EPS:g} (mean +- std over seeds; `>N`: not reached by step N "
+    "in some seed, mean of the lower bounds; `~M`: the mean of the rounds extrapolated "
+    "from each run's last linear rate)."
+)
+
+
+def _rounds(out: Path) -> tuple[Any, Any]:
+    """The completed runs under ``out`` and their rounds to :data:`EPS` (last crossing),
+    lower bounds and extrapolations, one row per run."""
     from .. import analyze
 
     df = analyze.load(out)
@@ -236,17 +251,79 @@ def kappa_table(out: Path) -> str:
     per["kappa"] = (df["L"] / df["mu"]).to_numpy(float)
     per["l2_rel"] = df["l2_rel"].to_numpy(float)
     per["data"] = df["dataset"].map({v["dataset"]: k for k, v in DATASETS.items()})
+    per["batch_size"] = df["batch_size"].to_numpy(int)
     per["rounds"] = np.where(per["reached"], per["rounds_to_eps"], per["steps"])
+    per["extrapolated"] = [
+        float(r) if ok else extrapolated_rounds(tr)
+        for r, ok, tr in zip(per["rounds_to_eps"], per["reached"], df["trajectory"])
+    ]
+    return df, per
+
+
+def _cell(h: Any) -> tuple[str, float, bool, float]:
+    """A table cell for the seeds ``h`` of one setting: its text, the mean rounds (or
+    bounds), whether every seed reached eps, and the mean extrapolated rounds."""
+    r = h["rounds"].to_numpy(float)
+    all_in = bool(h["reached"].all())
+    mean, std = r.mean(), (r.std(ddof=1) if len(r) > 1 else 0.0)
+    ext = float(h["extrapolated"].mean())
+    if not all_in:
+        text = f">{mean:.0f} (~{ext:.0f}) ({len(r)})"
+    elif len(r) > 1:
+        text = f"{mean:.0f} +- {std:.0f} ({len(r)})"
+    else:
+        text = f"{mean:.0f} (1)"
+    return text, float(mean), all_in, ext
+
+
+def panel_table(out: Path) -> str:
+    """Rounds to eps of :func:`panel_runs`' logs under ``out`` (any settings found there),
+    one row per data set, R, compressor, method and minibatch; cells as in
+    :func:`kappa_table`. Written to ``out/panel.md`` and returned."""
+    _, per = _rounds(out)
+    keys = ["data", "l2_rel", "compressor", "algorithm", "batch_size"]
     lines = [
-        f"Rounds to f - f* <= {EPS:g} (mean +- std over seeds; `>N`: not reached by step N "
-        "in some seed, mean of the lower bounds).",
+        _LEGEND,
+        "",
+        "| data set | R | compressor | method | minibatch | rounds to eps |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (data, rel, comp, alg, batch), h in per.groupby(keys, sort=True):
+        lines.append(f"| {data} | {rel:g} | {comp} | {alg} | {batch or 'full'} | {_cell(h)[0]} |")
+    md = "\n".join(lines) + "\n"
+    (out / "panel.md").write_text(md)
+    return md
+
+
+def kappa_table(out: Path) -> str:
+    """Rounds to eps against kappa for the sweep's logs under ``out``: table and figures.
+
+    Rounds are :func:`ecmpi.analyze.summary`'s (the last crossing of :data:`EPS`);
+    a run that never gets there counts as its last step, a lower bound, shown
+    ``>N``. Per method and data set, ``log(rounds) = a + slope log(kappa)`` is
+    fitted by least squares over the seeds' means at the kappas where every seed
+    reached eps ("reached"), over every kappa with the lower bounds in place
+    ("with bounds"; where the last points are bounds the true slope is at least
+    this), and with :func:`extrapolated_rounds` in place of the bounds
+    ("extrapolated", the cells' ``~N``). Writes ``out/kappa.md``,
+    ``out/kappa_<data set>.png`` and f - f* against rounds and bits per worker,
+    ``out/curves_<data set>_R<R>.png`` (mean and min-max over seeds); returns the
+    table. Runs that did not complete are left out.
+    """
+    from matplotlib.figure import Figure
+
+    from .. import analyze
+
+    df, per = _rounds(out)
+    lines = [
+        _LEGEND,
         "",
         "| data set | method | "
         + " | ".join(f"R = {r:g}" for r in RELS)
-        + " | slope (reached) | slope (with bounds) |",
-        "|---|---|" + "---|" * len(RELS) + "---|---|",
+        + " | slope (reached) | slope (with bounds) | slope (extrapolated) |",
+        "|---|---|" + "---|" * len(RELS) + "---|---|---|",
     ]
-    slopes: dict[tuple[str, str], tuple[float, float]] = {}
+    slopes: dict[tuple[str, str], tuple[float, ...]] = {}
     for data in DATASETS:
         sub = per[per["data"] == data]
         if sub.empty:
@@ -255,31 +332,27 @@ def kappa_table(out: Path) -> str:
         ax = fig.subplots()
         for alg in METHODS:
             g = sub[sub["algorithm"] == alg]
-            cells, ks, reached, bounds = [], [], [], []
+            cells, ks, reached, bounds, extra = [], [], [], [], []
             for rel in RELS:
                 h = g[np.isclose(g["l2_rel"], rel)]
                 if h.empty:
                     cells.append("")
                     continue
-                r = h["rounds"].to_numpy(float)
-                all_in = bool(h["reached"].all())
-                mean, std = r.mean(), (r.std(ddof=1) if len(r) > 1 else 0.0)
-                if not all_in:
-                    cells.append(f">{mean:.0f} ({len(r)})")
-                elif len(r) > 1:
-                    cells.append(f"{mean:.0f} +- {std:.0f} ({len(r)})")
-                else:
-                    cells.append(f"{mean:.0f} (1)")
+                text, mean, all_in, ext = _cell(h)
+                cells.append(text)
                 ks.append(float(h["kappa"].mean()))
                 reached.append(mean if all_in else math.nan)
                 bounds.append(mean)
+                extra.append(ext)
             if not ks:
                 continue
             k = np.array(ks)
-            s = (_fit(k, np.array(reached)), _fit(k, np.array(bounds)))
+            s = tuple(_fit(k, np.array(v)) for v in (reached, bounds, extra))
             slopes[(data, alg)] = s
             lines.append(
-                f"| {data} | {alg} | " + " | ".join(cells) + f" | {s[0]:.2f} | {s[1]:.2f} |"
+                f"| {data} | {alg} | "
+                + " | ".join(cells)
+                + f" | {s[0]:.2f} | {s[1]:.2f} | {s[2]:.2f} |"
             )
             if len(k):
                 ax.loglog(k, bounds, "o--", label=f"{alg} (slope {s[0]:.2f} / {s[1]:.2f})")
