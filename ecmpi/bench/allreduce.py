@@ -3,7 +3,8 @@
 For each vector size (bytes of float32 data) the benchmark times
 ``comm.Allreduce`` of the same vector, then every collective x compressor
 through :func:`ecmpi.allreduce` (each time the mean over ``--iters`` calls
-after ``--warmup`` calls, the slowest rank's). It reports, as nccl-tests
+after ``--warmup`` calls, the slowest rank's). Both write into a buffer reused
+across calls (``out=``), as a training loop would. It reports, as nccl-tests
 define them for allreduce (S = bytes of the float32 vector, t = seconds)::
 
     algbw = S / t
@@ -140,9 +141,11 @@ def _time(comm: Any, fn: Any, iters: int, warmup: int) -> float:
 
 
 def paired_speedup(comm: Any, base: Any, fn: Any, pairs: int, start: int = 0) -> dict[str, float]:
-    """``base``'s time over ``fn``'s, from ``pairs`` alternating calls ``base, fn, base, fn ..``
-    each timed alone between barriers (the slowest rank's): a drift of a shared machine
-    slows both calls of a pair alike, which back-to-back means of each cannot tell apart.
+    """``base``'s time over ``fn``'s, from ``pairs`` pairs of calls, each call timed alone
+    between barriers (the slowest rank's): a drift of a shared machine slows both calls of
+    a pair alike, which back-to-back means of each cannot tell apart. The order alternates
+    (``base, fn``, then ``fn, base``): the first call after a pause starts with a full token
+    bucket on a shaped link and with idle cores, an advantage neither keeps.
 
     Returns:
         ``speedup_paired`` (the median of the per-pair ratios), ``speedup_paired_min`` and
@@ -152,12 +155,12 @@ def paired_speedup(comm: Any, base: Any, fn: Any, pairs: int, start: int = 0) ->
 
     ratios = []
     for i in range(pairs):
-        t = []
-        for f in (base, fn):
+        t = {}
+        for k in (0, 1) if i % 2 == 0 else (1, 0):  # ABBA: neither goes first every time
             comm.Barrier()
             t0 = time.perf_counter()
-            f(start + i)
-            t.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
+            (base, fn)[k](start + i)
+            t[k] = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
         ratios.append(t[0] / t[1])
     return {
         "speedup_paired": float(np.median(ratios)),
@@ -243,7 +246,9 @@ def bench(
                 st = CommStats()
                 fb = CollectiveFeedback() if feedback else None
 
-                def call(i, _x=x, _c=c, _name=name, _st=st, _fb=fb):
+                y = np.empty_like(x)
+
+                def call(i, _x=x, _c=c, _name=name, _st=st, _fb=fb, _y=y):
                     ecmpi.allreduce(
                         _x,
                         _c,
@@ -253,6 +258,7 @@ def bench(
                         stats=_st,
                         feedback=_fb,
                         check=check,
+                        out=_y,
                     )
 
                 t = _time(comm, call, iters, warmup)

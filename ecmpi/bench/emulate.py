@@ -169,9 +169,18 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                     continue
                 st = CommStats()
 
-                def call(i, _x=x, _c=c, _name=name, _st=st):
+                y = np.empty_like(x)
+
+                def call(i, _x=x, _c=c, _name=name, _st=st, _y=y):
                     ecmpi.allreduce(
-                        _x, _c, comm=comm, collective=_name, seed=(0, i), stats=_st, check=False
+                        _x,
+                        _c,
+                        comm=comm,
+                        collective=_name,
+                        seed=(0, i),
+                        stats=_st,
+                        check=False,
+                        out=_y,
                     )
 
                 t, link = _measure(comm, call, iters, warmup, links)

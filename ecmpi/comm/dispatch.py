@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._backend import array_module
 from ..compress.base import Compressor
 from ..compress.payload import dtype_code
 from ..rng import SeedLike
@@ -95,6 +96,23 @@ def _validate(
     return entry, c, down
 
 
+def _check_out(x: Any, out: Any) -> None:
+    """``out`` is None, ``x`` itself, or a contiguous vector like ``x`` sharing no memory."""
+    if out is None or out is x:
+        return
+    xp = array_module(x)
+    if not isinstance(out, type(x)):
+        raise TypeError(f"out must be a {type(x).__name__} like x, got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(
+            f"out must have x's shape {x.shape} and dtype {x.dtype}, got {out.shape} {out.dtype}"
+        )
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be contiguous")
+    if xp.shares_memory(x, out):
+        raise ValueError("out overlaps x without being x (pass out=x for in place)")
+
+
 def _native(c: Compressor, down: Compressor | None, feedback: Any) -> bool:
     """Whether the call goes to ``MPI_Allreduce`` (:mod:`ecmpi.comm.native`): nothing to
     compress (``none``, and a ``ps`` downlink that is ``none`` or unset) and no error
@@ -119,6 +137,7 @@ def allreduce(
     requantize: bool = False,
     node_size: int | None = None,
     algorithm: str | None = None,
+    out: Any = None,
 ) -> Any:
     """Compressed sum (or mean) of ``x`` over the ranks of ``comm``.
 
@@ -156,6 +175,10 @@ def allreduce(
         node_size: ``hier`` only: ranks per node, overriding MPI's shared-memory
             split (default: ``ECMPI_NODE_SIZE``, else MPI's).
         algorithm: deprecated alias of ``collective`` (DeprecationWarning).
+        out: where to write the result (same length, dtype and backend as ``x``,
+            contiguous; ``x`` itself for an in-place allreduce); returned. Reusing one
+            buffer across calls spares the fresh pages a new result costs (for
+            ``none``, whose ``MPI_Allreduce`` then writes into ``out`` directly).
 
     Raises:
         ValueError, TypeError: bad arguments (both ``collective`` and ``algorithm``:
@@ -175,6 +198,7 @@ def allreduce(
             isinstance(node_size, bool) or not isinstance(node_size, int) or node_size <= 0
         ):
             raise ValueError(f"node_size must be a positive int or None, got {node_size!r}")
+        _check_out(x, out)
         parts = seed_parts(seed)
         if isinstance(root, bool) or not isinstance(root, int):
             raise TypeError(f"root must be an int rank, got {root!r}")
@@ -229,15 +253,16 @@ def allreduce(
         options["root"] = check_root(lcomm, root)
     chosen = {k: options[k] for k in entry.options}
     call = CommStats()
-    out = None
+    y = None
     if _native(c, down, feedback):
-        out = native_allreduce(x, lcomm, average=bool(average), stats=call)
-        if c.check_finite and not finite(out):
-            out, call = None, CommStats()  # the collective raises the error on every rank
+        direct = None if out is x else out  # in place: x is kept until the sum is checked
+        y = native_allreduce(x, lcomm, average=bool(average), stats=call, out=direct)
+        if c.check_finite and not finite(y):
+            y, call = None, CommStats()  # the collective raises the error on every rank
         else:
             call += traffic(entry.name, c, x.shape[0], lcomm.size, lcomm.rank, x.dtype, **chosen)
-    if out is None:
-        out = entry.run(
+    if y is None:
+        y = entry.run(
             x,
             c,
             lcomm,
@@ -247,6 +272,9 @@ def allreduce(
             stats=call,
             **chosen,
         )
+    if out is not None and y is not out:
+        out[...] = y
+        y = out
     if stats is not None:
         stats.merge_call(call)
-    return out
+    return y

@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import array_module, from_mpi_buffer, mpi_buffer, mpi_empty
+from .._backend import (
+    array_module,
+    from_mpi_buffer,
+    gpu_aware_mpi,
+    is_device_array,
+    mpi_buffer,
+    mpi_empty,
+    synchronize,
+)
 from ..compress.base import Compressor
 from .common import chunk_bounds, wire_size
 from .stats import CommStats
@@ -86,25 +94,39 @@ def traffic(
     return st
 
 
-def native_allreduce(x: Any, comm: Any, *, average: bool, stats: CommStats) -> Any:
-    """``comm.Allreduce(x, SUM)`` (divided by P when averaging) on ``x``'s backend.
+def native_allreduce(x: Any, comm: Any, *, average: bool, stats: CommStats, out: Any = None) -> Any:
+    """``comm.Allreduce(x, SUM)`` (divided by P when averaging) on ``x``'s backend, into
+    ``out`` when given (a buffer that shares no memory with ``x``).
 
     CuPy arrays go to MPI directly under a GPU-aware MPI, else through host
-    memory.
+    memory (then copied into ``out``).
     """
     from mpi4py import MPI
 
     with stats.timer("communicate"):
         send = mpi_buffer(x)
-        recv = mpi_empty(x.shape[0] * x.dtype.itemsize, x).view(x.dtype)
-        comm.Allreduce(send, recv, op=MPI.SUM)
-        out = from_mpi_buffer(recv, x)
+        if out is not None and (not is_device_array(out) or gpu_aware_mpi()):
+            synchronize(out)
+            comm.Allreduce(send, out, op=MPI.SUM)
+            y = out
+        else:
+            recv = mpi_empty(x.shape[0] * x.dtype.itemsize, x).view(x.dtype)
+            comm.Allreduce(send, recv, op=MPI.SUM)
+            y = from_mpi_buffer(recv, x)
+            if out is not None:
+                out[...] = y
+                y = out
     if average and comm.size > 1:
         with stats.timer("decode"):
-            out /= comm.size
-    return out
+            y /= comm.size
+    return y
 
 
 def finite(y: Any) -> bool:
-    """Whether every entry of ``y`` is finite (the same answer on every rank for a sum)."""
-    return bool(array_module(y).isfinite(y).all())
+    """Whether every entry of ``y`` is finite (the same answer on every rank for a sum).
+
+    ``y . y`` first (one BLAS pass, no temporary): finite implies every entry finite;
+    NaN/Inf, or an overflow of the squares, falls back to the entrywise test.
+    """
+    xp = array_module(y)
+    return bool(xp.isfinite(xp.dot(y, y))) or bool(xp.isfinite(y).all())

@@ -394,3 +394,38 @@ def test_none_goes_to_mpi_allreduce_and_counts_the_collectives_bytes(comm, colle
     for k in ("bytes_sent", "bytes_received", "messages", "bytes_up", "bytes_down"):
         assert getattr(fast.last, k) == getattr(slow.last, k), k
     assert fast.last.encode_seconds == 0 and slow.last.encode_seconds > 0
+
+
+@pytest.mark.parametrize("spec", ["none", "qsgd:levels=2,bucket=64"])
+@pytest.mark.parametrize("collective", ["sra", "ring"])
+def test_out_receives_the_same_bits(comm, spec, collective):
+    """``out=`` (a reused buffer, or x itself) holds exactly what a fresh result holds."""
+    x = local_vector(comm, 1001, salt=3)
+    kw = dict(comm=comm, collective=collective, seed=(7, 1), average=True)
+    fresh = allreduce(x, spec, **kw)
+    buf = np.full_like(x, np.nan)
+    assert allreduce(x, spec, out=buf, **kw) is buf and np.array_equal(buf, fresh)
+    y = x.copy()
+    assert allreduce(y, spec, out=y, **kw) is y and np.array_equal(y, fresh)
+
+
+def test_out_is_checked_on_every_rank(comm):
+    x = local_vector(comm, 64)
+    with pytest.raises(ValueError, match="dtype"):
+        allreduce(x, "none", comm=comm, out=np.empty(64, np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        allreduce(x, "none", comm=comm, out=np.empty(63, np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        allreduce(x, "none", comm=comm, out=np.empty(128, np.float32)[::2])
+    both = np.concatenate([x, x])
+    with pytest.raises(ValueError, match="overlaps x"):
+        allreduce(both[:64], "none", comm=comm, out=both[32:96])
+    with pytest.raises(TypeError, match="out must be a ndarray"):
+        allreduce(x, "none", comm=comm, out=[0.0] * 64)
+    bad = x.copy()
+    if comm.rank == 0:
+        bad[0] = np.inf
+    keep = bad.copy()
+    with pytest.raises(ValueError, match="could not encode its input"):
+        allreduce(bad, "none", comm=comm, collective="sra", out=bad)
+    assert np.array_equal(bad, keep, equal_nan=True)  # in place: x untouched on failure
