@@ -140,6 +140,24 @@ def _time(comm: Any, fn: Any, iters: int, warmup: int) -> float:
     return comm.allreduce(elapsed, op=MPI.MAX)
 
 
+def timed_call(
+    x: Any, c: Any, comm: Any, name: str, stats: Any, *, feedback: Any = None, check: bool = False
+) -> Any:
+    """``call(i)``: one :func:`ecmpi.allreduce` of ``x`` by collective ``name`` with seed
+    ``(0, i)``, into a buffer reused across calls (as the ``MPI_Allreduce`` baseline)."""
+    import ecmpi
+
+    y = np.empty_like(x)
+
+    def call(i: int) -> None:
+        ecmpi.allreduce(
+            x, c, comm=comm, collective=name, seed=(0, i), stats=stats, feedback=feedback,
+            check=check, out=y,
+        )  # fmt: skip
+
+    return call
+
+
 def paired_speedup(comm: Any, base: Any, fn: Any, pairs: int, start: int = 0) -> dict[str, float]:
     """``base``'s time over ``fn``'s, from ``pairs`` pairs of calls, each call timed alone
     between barriers (the slowest rank's): a drift of a shared machine slows both calls of
@@ -245,21 +263,7 @@ def bench(
                     continue
                 st = CommStats()
                 fb = CollectiveFeedback() if feedback else None
-
-                y = np.empty_like(x)
-
-                def call(i, _x=x, _c=c, _name=name, _st=st, _fb=fb, _y=y):
-                    ecmpi.allreduce(
-                        _x,
-                        _c,
-                        comm=comm,
-                        collective=_name,
-                        seed=(0, i),
-                        stats=_st,
-                        feedback=_fb,
-                        check=check,
-                        out=_y,
-                    )
+                call = timed_call(x, c, comm, name, st, feedback=fb, check=check)
 
                 t = _time(comm, call, iters, warmup)
                 sent = comm.allreduce(st.last.bytes_sent, op=MPI.MAX)

@@ -49,6 +49,7 @@ from .allreduce import (
     parse_collectives,
     parse_size,
     relative_error,
+    timed_call,
 )
 from .netns import EmulatedCluster, read_counters, remove_stale
 
@@ -168,20 +169,7 @@ def worker(config: dict[str, Any]) -> list[dict[str, Any]]:
                 if not COLLECTIVES[name].supports(c):
                     continue
                 st = CommStats()
-
-                y = np.empty_like(x)
-
-                def call(i, _x=x, _c=c, _name=name, _st=st, _y=y):
-                    ecmpi.allreduce(
-                        _x,
-                        _c,
-                        comm=comm,
-                        collective=_name,
-                        seed=(0, i),
-                        stats=_st,
-                        check=False,
-                        out=_y,
-                    )
+                call = timed_call(x, c, comm, name, st)
 
                 t, link = _measure(comm, call, iters, warmup, links)
                 pairs = int(config.get("pairs") or 0)
