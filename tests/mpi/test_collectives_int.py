@@ -138,15 +138,16 @@ def test_errors_on_every_rank(comm):
     assert same_on_all_ranks(comm, y)
 
 
-def test_cupy_input_is_staged_through_the_host(comm):
+@pytest.mark.parametrize("collective", ["sra-int", "ring-int"])
+def test_cupy_input_is_staged_through_the_host(comm, collective):
     cupy = pytest.importorskip("cupy")
     if not cupy.is_available():
         pytest.skip("no CUDA device")
     x = vector(comm.rank, 999)
-    y = allreduce(cupy.asarray(x), "qsgd:levels=1", comm=comm, collective="sra-int", seed=4)
+    y = allreduce(cupy.asarray(x), "qsgd:levels=1", comm=comm, collective=collective, seed=4)
     assert isinstance(y, cupy.ndarray)
     assert np.array_equal(y.get(), allreduce(x, "qsgd:levels=1", comm=comm,
-                                             collective="sra-int", seed=4))  # fmt: skip
+                                             collective=collective, seed=4))  # fmt: skip
 
 
 # -- ring-int: the same codes and sums around a ring ---------------------------------------
