@@ -125,19 +125,12 @@ def sra_allreduce(
                 f"encode the reduced chunk {rank}", wire(rank), compensated_encode, c, acc, hs,
                 seed=(*seed, PHASE, rank), rank=size + rank,
             )  # fmt: skip
-        for t in range(1, size):
-            link.send(mine, (rank + t) % size, _TAG_GATHER)
+        link.send_all(mine, _TAG_GATHER)
 
     # 3. decode every reduced chunk as it arrives (the own one while the others travel)
     out = xp.empty(d, dtype=x.dtype)
-    pending = [j for j in range(size) if lengths[j]]
-    while pending:
-        if rank in pending:
-            j, buf = rank, mine
-        else:
-            j = link.wait_any(gather, pending) if fixed else pending[0]
-            buf = link.wait(gather[j])
-        pending.remove(j)
+    for j in link.arrivals(gather, [j for j in range(size) if lengths[j]]):
+        buf = mine if j == rank else link.wait(gather[j])
         if not fail.seen(buf) and not fail.any:
             a, b = bounds[j]
             with stats.timer("decode"):

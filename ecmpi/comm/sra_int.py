@@ -223,16 +223,11 @@ def sra_int_allreduce(
         else:
             with stats.timer("decode"):
                 mine = cs.sum_wide(recv, n_r, wide)
-        for t in range(1, size):
-            link.send(mine, (rank + t) % size, _TAG_GATHER)
-        gather[rank] = mine
+        link.send_all(mine, _TAG_GATHER)
     # 3. decode each reduced chunk as it arrives (the own one while the others travel)
-    pending = [j for j in range(size) if lengths[j]]
-    while pending:
-        j = rank if rank in pending else link.wait_any(gather, pending)
-        pending.remove(j)
+    for j in link.arrivals(gather, [j for j in range(size) if lengths[j]]):
         a, b = bounds[j]
-        buf = gather[j] if j == rank else link.wait(gather[j])
+        buf = mine if j == rank else link.wait(gather[j])
         with stats.timer("decode"):
             cs.decode(
                 buf, b - a, scales[j], out[a:b], width=wide, offset=offset, mult=mult, div=div

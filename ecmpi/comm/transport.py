@@ -12,6 +12,7 @@ nonblocking point-to-point messages of the pipelined collectives (``sra``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -186,6 +187,28 @@ class Messages:
             out = from_mpi_buffer(buf, self.like)
         self.stats.received(out.shape[0])
         return out
+
+    def send_all(self, buf: Any, tag: int) -> None:
+        """Start sending ``buf`` to every other rank, ``rank+1`` first (so the ranks' first
+        messages go to different peers)."""
+        rank, size = self.comm.rank, self.comm.size
+        for t in range(1, size):
+            self.send(buf, (rank + t) % size, tag)
+
+    def arrivals(self, handles: list[Any], among: list[int]) -> Iterator[int]:
+        """The indices of ``among`` in the order their data is ready: this rank's own
+        (no receive) first, then posted receives as they complete (:meth:`wait_any`),
+        probed ones in order. :meth:`wait` of a yielded index does not block."""
+        pending = list(among)
+        while pending:
+            if self.comm.rank in pending:
+                j = self.comm.rank
+            elif all(handles[k][0] is not None for k in pending):
+                j = self.wait_any(handles, pending)
+            else:
+                j = pending[0]
+            pending.remove(j)
+            yield j
 
     def wait_any(self, handles: list[Any], among: list[int]) -> int:
         """The index (one of ``among``) of a posted receive that has completed, waiting for
